@@ -1,0 +1,65 @@
+"""Copying a finished job's output files to our own stdout/stderr, one block per job.
+
+Jobs write into files (never pipes we would have to drain), so a job printing 1 GB costs
+disk, not memory. When the job ends its file is copied in chunks under one lock, so
+blocks of different jobs never interleave. Big files are copied in a worker thread so the
+event loop (signals, other jobs) keeps running meanwhile.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import sys
+from pathlib import Path
+from typing import IO, Literal
+
+import trio
+
+__all__ = ["OutputCopier"]
+
+_CHUNK = 1 << 16
+_THREAD_ABOVE = 1 << 20  # bytes: smaller files are copied inline, faster than a thread hop
+
+
+class OutputCopier:
+    """Copies job output files to ``sys.stdout`` / ``sys.stderr`` as looked up at copy time.
+
+    Looking the streams up late means a progress display that wraps them (rich's Live)
+    gets job output through its wrapper and prints it above the bar.
+    """
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+
+    async def copy(self, path: Path, stream: Literal["stdout", "stderr"]) -> None:
+        """Copy ``path`` to the named stream, if the job wrote anything."""
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            return
+        if size == 0:
+            return
+        async with self._lock:
+            target: IO[str] = getattr(sys, stream)
+            if size > _THREAD_ABOVE:
+                await trio.to_thread.run_sync(_copy, path, target)
+            else:
+                _copy(path, target)
+
+
+def _copy(path: Path, target: IO[str]) -> None:
+    """Stream ``path`` into ``target``: raw bytes when it is a real file, else decoded text."""
+    with path.open("rb") as src:
+        if isinstance(target, io.TextIOWrapper):
+            target.flush()
+            while chunk := src.read(_CHUNK):
+                target.buffer.write(chunk)
+            target.buffer.flush()
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := src.read(_CHUNK):
+            target.write(decoder.decode(chunk))
+        target.write(decoder.decode(b"", final=True))
+        target.flush()

@@ -1,0 +1,270 @@
+"""The runner: pulls jobs lazily under a capacity limit, retries, halts, and logs them.
+
+Scheduling lives here and nowhere else; a backend only runs one attempt (``_backend.py``).
+The launch loop takes a limiter token *before* it pulls the next job from the iterable, so
+at most ``limit`` jobs exist at once whatever the sweep's size: a 10^12-point sweep starts
+at once and runs in flat memory. Every job runs as a task of one nursery, so an exception
+anywhere (a broken backend, a bug) cancels the run and propagates, never lost.
+
+Stopping comes in two strengths, as GNU Parallel's ``--halt``: *soon* stops launching and
+lets running jobs finish; *now* also sets the attempts' shared ``abort`` event, on which
+backends terminate their jobs and report them "killed", so they still get their record.
+"""
+
+from __future__ import annotations
+
+import heapq
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import trio
+
+from ._backend import Attempt, Backend, Job, Outcome
+from ._joblog import JobLog
+from ._output import OutputCopier
+from ._policy import NEVER, Halt
+
+__all__ = ["RunStatistics", "Runner", "SlowJob", "Summary", "run_jobs"]
+
+StopReason = Literal["interrupted", "halt", "lost"]
+_RETRYABLE = frozenset({"failed", "timed_out"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatistics:
+    """A snapshot of a run in progress (what a progress display shows)."""
+
+    started: int
+    running: int
+    succeeded: int
+    failed: int  # failed or timed out, after all retries
+    killed: int
+    lost: int
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.killed + self.lost
+
+
+@dataclass(frozen=True, slots=True)
+class SlowJob:
+    """One of the slowest attempts of a run, for the summary."""
+
+    index: int
+    duration: float
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """How a run ended."""
+
+    succeeded: int
+    failed: int
+    killed: int
+    lost: int
+    elapsed: float  # seconds
+    slowest: tuple[SlowJob, ...]  # slowest first
+    stopped: StopReason | None  # why the run stopped early, None if it ran to the end
+    message: str | None = None  # what a "lost" outcome said
+
+    @property
+    def ok(self) -> bool:
+        """Whether every job that ran succeeded and the run was not cut short."""
+        return self.failed == self.killed == self.lost == 0 and self.stopped is None
+
+
+class Runner:
+    """Runs jobs through a backend; ``run()`` once, ``stop()`` and ``statistics()`` any time.
+
+    ``limiter`` is injected (a ``trio.CapacityLimiter`` or a plain limit) so several runs
+    can share one. Without ``results_dir`` each attempt's output goes to temporary files
+    that are copied to stdout/stderr as one block when it ends; with it, the files stay
+    there as ``<index>.out`` and ``<index>.err`` (the last attempt's).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        limiter: trio.CapacityLimiter | int,
+        *,
+        retries: int = 0,
+        timeout: float | None = None,
+        halt: Halt = NEVER,
+        joblog: JobLog | None = None,
+        results_dir: Path | None = None,
+        slowest: int = 5,
+    ):
+        if isinstance(limiter, int):
+            limiter = trio.CapacityLimiter(limiter)
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, not {retries}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, not {timeout}")
+        self._backend = backend
+        self._limiter = limiter
+        self._retries = retries
+        self._timeout = timeout
+        self._halt = halt
+        self._joblog = joblog
+        self._results_dir = results_dir
+        self._keep_slowest = slowest
+        self._abort = trio.Event()
+        self._launch = trio.CancelScope()
+        self._copier = OutputCopier()
+        self._slowest: list[tuple[float, int, str]] = []  # a min-heap of the slowest
+        self._stopped: StopReason | None = None
+        self._message: str | None = None
+        self._started = self._running = 0
+        self._succeeded = self._failed = self._killed = self._lost = 0
+        self._ran = False
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (
+            f"<Runner {self._backend.name} running={s.running} succeeded={s.succeeded} "
+            f"failed={s.failed} killed={s.killed} lost={s.lost} stopped={self._stopped}>"
+        )
+
+    def statistics(self) -> RunStatistics:
+        return RunStatistics(
+            self._started, self._running, self._succeeded, self._failed, self._killed, self._lost
+        )
+
+    def stop(self, reason: StopReason = "interrupted", *, now: bool = True) -> None:
+        """Stop launching jobs; with ``now`` also terminate the running ones."""
+        if self._stopped is None or reason == "interrupted":
+            self._stopped = reason
+        self._launch.cancel()
+        if now:
+            self._abort.set()
+
+    async def run(self, jobs: Iterable[Job]) -> Summary:
+        """Run every job of ``jobs`` (pulled lazily) unless stopped; return the summary."""
+        if self._ran:
+            raise RuntimeError("a Runner runs once; make a new one")
+        self._ran = True
+        begin = trio.current_time()
+        if self._results_dir is not None:
+            self._results_dir.mkdir(parents=True, exist_ok=True)
+            await self._launch_all(jobs, self._results_dir, echo=False)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="rangeexpr-"))
+            try:
+                await self._launch_all(jobs, tmp, echo=True)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        slowest = sorted(self._slowest, reverse=True)
+        return Summary(
+            self._succeeded,
+            self._failed,
+            self._killed,
+            self._lost,
+            trio.current_time() - begin,
+            tuple(SlowJob(index, duration, command) for duration, index, command in slowest),
+            self._stopped,
+            self._message,
+        )
+
+    async def _launch_all(self, jobs: Iterable[Job], out_dir: Path, *, echo: bool) -> None:
+        limiter = self._limiter
+        async with trio.open_nursery() as nursery:
+            with self._launch:
+                iterator = iter(jobs)
+                while True:
+                    borrower = object()  # one token per job, released by the job's task
+                    await limiter.acquire_on_behalf_of(borrower)
+                    try:
+                        job = next(iterator, None)
+                    except BaseException:
+                        limiter.release_on_behalf_of(borrower)
+                        raise
+                    if job is None:
+                        limiter.release_on_behalf_of(borrower)
+                        break
+                    nursery.start_soon(self._run_job, job, borrower, out_dir, echo)
+
+    async def _run_job(self, job: Job, borrower: object, out_dir: Path, echo: bool) -> None:
+        self._started += 1
+        self._running += 1
+        try:
+            number = 1
+            while True:
+                outcome = await self._attempt(job, number, out_dir, echo)
+                if (
+                    outcome.status not in _RETRYABLE
+                    or number > self._retries
+                    or self._stopped is not None
+                ):
+                    break
+                number += 1
+            self._finish(job, outcome)
+        finally:
+            self._running -= 1
+            self._limiter.release_on_behalf_of(borrower)
+
+    async def _attempt(self, job: Job, number: int, out_dir: Path, echo: bool) -> Outcome:
+        stdout = out_dir / f"{job.index}.out"
+        stderr = out_dir / f"{job.index}.err"
+        attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort)
+        start = time.time()
+        began = trio.current_time()
+        outcome = await self._backend.run(attempt)
+        duration = trio.current_time() - began
+        if self._joblog is not None:
+            self._joblog.record(job, number, outcome, start, duration)
+        if len(self._slowest) < self._keep_slowest:
+            heapq.heappush(self._slowest, (duration, job.index, job.command))
+        elif self._slowest and duration > self._slowest[0][0]:
+            heapq.heapreplace(self._slowest, (duration, job.index, job.command))
+        if echo:
+            await self._copier.copy(stdout, "stdout")
+            await self._copier.copy(stderr, "stderr")
+            stdout.unlink(missing_ok=True)
+            stderr.unlink(missing_ok=True)
+        return outcome
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        status = outcome.status
+        if status == "succeeded":
+            self._succeeded += 1
+        elif status == "killed":
+            self._killed += 1
+        elif status == "lost":
+            self._lost += 1
+            if self._message is None:
+                self._message = f"job {job.index} was lost: {outcome.message or 'no reason given'}"
+            self.stop("lost", now=False)
+        else:
+            self._failed += 1
+            if self._halt.triggered(self._failed, self._succeeded + self._failed):
+                self.stop("halt", now=self._halt.when == "now")
+
+
+async def run_jobs(
+    jobs: Iterable[Job],
+    backend: Backend,
+    limiter: trio.CapacityLimiter | int,
+    *,
+    retries: int = 0,
+    timeout: float | None = None,
+    halt: Halt = NEVER,
+    joblog: JobLog | None = None,
+    results_dir: Path | None = None,
+) -> Summary:
+    """Run ``jobs`` through ``backend`` (already entered) at most ``limiter`` at a time."""
+    runner = Runner(
+        backend,
+        limiter,
+        retries=retries,
+        timeout=timeout,
+        halt=halt,
+        joblog=joblog,
+        results_dir=results_dir,
+    )
+    return await runner.run(jobs)
