@@ -1,0 +1,469 @@
+"""The ``run`` subcommand: turn a checked sweep into jobs and hand them to the runner.
+
+``_cli.py`` parses the shared arguments and builds the sweep and templates; this module adds
+the run-only options and does the running. trio, httpx and rich are imported inside the
+functions that need them, so ``rangeexpr check`` never pays for them at start-up.
+"""
+
+# ruff: noqa: PLC0415  (trio, rich and the runner are imported lazily, on purpose: see above)
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RangeExprError
+
+if TYPE_CHECKING:
+    from runner import Backend, Halt, Job, JobLog, Runner, Summary
+
+    from . import Command, Sweep, Template
+
+__all__ = ["add_run_arguments", "run_command"]
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options only ``rangeexpr run`` has."""
+    parser.add_argument(
+        "-j",
+        "--max-parallel",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="run at most N jobs at once (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--shell",
+        action="store_true",
+        help="run the command through /bin/sh -c, every substituted value shell-quoted",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the commands (and -e values), run nothing"
+    )
+    parser.add_argument(
+        "--joblog", type=Path, metavar="FILE", help="write a JSON Lines record per finished job"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the points --joblog FILE records as succeeded, and append to it",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="run a failed or timed-out job up to N more times",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="terminate a job running longer (SIGTERM, then SIGKILL after 2 s)",
+    )
+    parser.add_argument(
+        "--halt",
+        type=_halt,
+        metavar="now|soon[,fail=N|N%]",
+        help="stop early on failures, as GNU Parallel: 'soon' lets running jobs finish, "
+        "'now' kills them (default: never)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="keep each job's output in DIR/<index>.out and DIR/<index>.err",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar, even on a terminal"
+    )
+    parser.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="where jobs run"
+    )
+    parser.add_argument(
+        "--address", metavar="URL", help="the Ray dashboard, e.g. http://HOST:8265 (ray only)"
+    )
+    parser.add_argument(
+        "--entrypoint-num-cpus",
+        type=_positive_float,
+        default=1.0,
+        metavar="CPUS",
+        help="CPUs Ray reserves for each job (ray only; default 1)",
+    )
+    parser.add_argument(
+        "--per-job",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="pack K consecutive points into one Ray job (ray only; default 1)",
+    )
+
+
+def run_command(
+    args: argparse.Namespace,
+    sweep: Sweep,
+    command: Command,
+    env: dict[str, Template],
+    source: dict[str, Any],
+) -> int:
+    """Run (or with --dry-run print) every job of ``sweep``; the process's exit code."""
+    if args.resume and args.joblog is None:
+        raise RangeExprError("--resume needs --joblog FILE: the log says which points succeeded")
+    if args.backend != "ray" and (args.address or args.per_job != 1):
+        raise RangeExprError("--address and --per-job apply only to --backend ray")
+    skip: frozenset[int] = frozenset()
+    resume_at: int | None = None
+    if args.resume and args.joblog.exists():
+        skip, resume_at = _read_resume(args.joblog, source)
+    if args.dry_run:
+        return _dry_run(sweep, command, env, skip)
+    import trio
+
+    try:
+        plan = _Plan(args, sweep, command, env, source, skip, resume_at)
+        return trio.run(_main, plan)
+    except KeyboardInterrupt:  # Ctrl-C before or after the signal handler was in place
+        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        from runner import BackendError
+
+        matched, rest = group.split(BackendError)
+        if matched is None or rest is not None:
+            raise
+        raise RangeExprError(f"the {args.backend} backend failed: {_first(matched)}") from None
+
+
+def _first(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
+
+
+@dataclass
+class _Counts:
+    """Points passed over because the job log says they succeeded (the summary shows it)."""
+
+    skipped: int = 0
+
+
+def _jobs(
+    sweep: Sweep,
+    command: Command,
+    env: Mapping[str, Template],
+    skip: frozenset[int],
+    counts: _Counts,
+) -> Iterator[Job]:
+    """The sweep's jobs, rendered one at a time as the runner pulls them."""
+    from runner import Job
+
+    count = str(_full_size(sweep))
+    templates = tuple(env.items())
+    for point in sweep:
+        if point.index in skip:
+            counts.skipped += 1
+            continue
+        extra = {name: template.render(point) for name, template in templates}
+        extra["RANGEEXPR_INDEX"] = str(point.index)
+        extra["RANGEEXPR_COUNT"] = count
+        yield Job(point.index, command.argv(point), command.line(point), extra, point)
+
+
+def _full_size(sweep: Sweep) -> int:
+    """The size of the whole sweep a slice or shard was cut from (``RANGEEXPR_COUNT``)."""
+    from . import Sweep
+
+    return Sweep(list(sweep.exprs)).size
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything one run needs, decided before the event loop starts."""
+
+    args: argparse.Namespace
+    sweep: Sweep
+    command: Command
+    env: dict[str, Template]
+    source: dict[str, Any]
+    skip: frozenset[int]  # indices the job log records as succeeded
+    resume_at: int | None  # where to append to the job log, when resuming
+
+
+async def _main(plan: _Plan) -> int:
+    """Enter the backend, open the job log, run, and always clean up both."""
+    import trio
+
+    from runner import BackendError, JobLog
+
+    args, sweep, counts = plan.args, plan.sweep, _Counts()
+    backend = _backend(args, plan.source)
+    try:
+        await backend.__aenter__()
+    except BackendError as exc:
+        raise RangeExprError(f"the {args.backend} backend cannot run jobs: {exc}") from None
+    try:
+        if args.joblog is None:
+            joblog = None
+        elif plan.resume_at is not None:
+            joblog = JobLog.append(args.joblog, plan.resume_at)
+        else:
+            joblog = JobLog.create(args.joblog, _header(sweep, plan.source))
+        try:
+            jobs = _jobs(sweep, plan.command, plan.env, plan.skip, counts)
+            return await _run(args, backend, joblog, jobs, (sweep.size, counts))
+        finally:
+            if joblog is not None:
+                joblog.close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await backend.__aexit__(None, None, None)
+
+
+async def _run(
+    args: argparse.Namespace,
+    backend: Backend,
+    joblog: JobLog | None,
+    jobs: Iterator[Job],
+    progress: tuple[int, _Counts],
+) -> int:
+    """Run the jobs with signal handling and the progress bar; print the summary."""
+    import trio
+
+    from runner import Runner
+
+    runner = Runner(
+        backend,
+        args.max_parallel,
+        retries=args.retries,
+        timeout=args.timeout,
+        halt=args.halt or _never(),
+        joblog=joblog,
+        results_dir=args.results,
+    )
+    interrupted: list[int] = []
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, signals, runner, interrupted)
+            if sys.stderr.isatty() and not args.no_progress:
+                nursery.start_soon(_show_progress, runner, *progress)
+            summary = await runner.run(jobs)
+            nursery.cancel_scope.cancel()
+    _print_summary(summary, progress[1].skipped, args.halt, interrupted)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _backend(args: argparse.Namespace, source: dict[str, Any]) -> Backend:
+    """The backend ``--backend`` names, not yet entered."""
+    if args.backend == "ray":
+        if not args.address:
+            raise RangeExprError("--backend ray needs --address http://HOST:8265")
+        from runner import _ray  # type: ignore[attr-defined,unused-ignore]
+
+        backend: Backend = _ray.backend_from_args(args, source)
+        return backend
+    from runner import LocalBackend
+
+    return LocalBackend()
+
+
+def _never() -> Halt:
+    from runner import Halt
+
+    return Halt()
+
+
+def _header(sweep: Sweep, source: dict[str, Any]) -> dict[str, Any]:
+    """What the job log's first line says about the run (``source`` identifies the sweep)."""
+    return {
+        "source": source,
+        "size": sweep.size,
+        "version": _version(),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rangeexpr")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _read_resume(path: Path, source: dict[str, Any]) -> tuple[frozenset[int], int]:
+    """The indices a job log records as succeeded, after checking it is this sweep's log."""
+    from runner import JobLogError, read_joblog
+
+    try:
+        resumed = read_joblog(path)
+    except JobLogError as exc:
+        raise RangeExprError(f"cannot resume: {exc}") from None
+    except OSError as exc:
+        raise RangeExprError(f"cannot resume: cannot read {path}: {exc.strerror}") from None
+    logged = resumed.header.get("source")
+    wanted = json.loads(json.dumps(source))  # tuples -> lists, as the log holds them
+    if logged != wanted:
+        differs = ""
+        if isinstance(logged, dict):
+            keys = sorted(
+                k for k in wanted.keys() | logged.keys() if logged.get(k) != wanted.get(k)
+            )
+            differs = f" (different {', '.join(keys)})" if keys else ""
+        raise RangeExprError(
+            f"cannot resume: {path} is the job log of a different sweep{differs}; "
+            "resume with the same expressions and templates, or use another --joblog file"
+        )
+    return resumed.succeeded, resumed.end
+
+
+def _dry_run(
+    sweep: Sweep, command: Command, env: Mapping[str, Template], skip: frozenset[int]
+) -> int:
+    """Print each job as one /bin/sh line, ``NAME=value`` assignments first, lazily."""
+    templates = tuple(env.items())
+    write = sys.stdout.write
+    try:
+        for point in sweep:
+            if point.index in skip:
+                continue
+            assignments = "".join(
+                f"{name}={shlex.quote(template.render(point))} " for name, template in templates
+            )
+            write(f"{assignments}{command.line(point)}\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int], runner: Runner, interrupted: list[int]
+) -> None:
+    """SIGINT/SIGTERM: stop launching and terminate the running jobs (they get records)."""
+    async for signum in signals:
+        interrupted.append(signum)
+        runner.stop("interrupted", now=True)
+
+
+async def _show_progress(runner: Runner, total: int, counts: _Counts) -> None:
+    """A live bar on stderr: done/failed/running, rate and ETA, until cancelled."""
+    import trio
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed, {task.fields[running]} running"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    console = Console(file=sys.stderr)
+    progress = Progress(
+        *columns, console=console, auto_refresh=False, redirect_stdout=sys.stdout.isatty()
+    )
+    begin = trio.current_time()
+    task = progress.add_task("run", total=total, failed=0, running=0, rate="")
+
+    def update() -> None:
+        stats = runner.statistics()
+        done = stats.finished + counts.skipped
+        elapsed = trio.current_time() - begin
+        rate = f"{stats.finished / elapsed:.1f} jobs/s" if elapsed > 0 else ""
+        progress.update(
+            task, completed=done, failed=stats.failed + stats.lost, running=stats.running, rate=rate
+        )
+        progress.refresh()
+
+    with progress:
+        try:
+            while True:
+                update()
+                await trio.sleep(0.2)
+        finally:
+            update()
+
+
+def _print_summary(
+    summary: Summary, skipped: int, halt: Halt | None, interrupted: list[int]
+) -> None:
+    """The end-of-run report on stderr: counts, elapsed time, the slowest jobs, why it stopped."""
+    parts = [f"{summary.succeeded} succeeded", f"{summary.failed} failed"]
+    if summary.killed:
+        parts.append(f"{summary.killed} killed")
+    if summary.lost:
+        parts.append(f"{summary.lost} lost")
+    parts.append(f"{skipped} skipped")
+    lines = [f"rangeexpr: {', '.join(parts)} in {summary.elapsed:.2f}s"]
+    if interrupted:
+        lines.append(f"rangeexpr: interrupted by {signal.Signals(interrupted[0]).name}")
+    elif summary.stopped == "halt":
+        lines.append(f"rangeexpr: stopped early by --halt {halt}")
+    elif summary.stopped == "lost":
+        lines.append(f"rangeexpr: stopped: {summary.message}")
+    if summary.slowest:
+        lines.append("rangeexpr: slowest jobs:")
+        for job in summary.slowest:
+            text = job.command if len(job.command) <= 70 else job.command[:67] + "..."
+            lines.append(f"    #{job.index:<6} {job.duration:8.2f}s  {text}")
+    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.flush()
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
+
+
+def _halt(text: str) -> Halt:
+    from runner import parse_halt
+
+    try:
+        return parse_halt(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,0 +1,272 @@
+"""Parse range expressions: the Lark tree becomes a RangeExpr, lark's errors become ours.
+
+Lark's exceptions are translated here and nowhere else. The parser state at the error is
+identified by the set of terminals it expected, which says where in ``NAME=KIND:ARGS``
+the text went wrong, and so which message in the user's words applies.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lark import Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from ._ast import Arg, RangeExpr, Span
+from ._errors import ParseError
+from ._grammar import lark_parser
+
+__all__ = ["KINDS", "parse", "parse_number"]
+
+KINDS = ("case", "linspace", "range", "arange", "logspace", "geomspace")
+_KIND_LIST = ", ".join(KINDS)
+
+# Arity of each numeric kind, and how to write it, for "takes ..." messages.
+_ARITY: dict[str, tuple[int, int, str]] = {
+    "linspace": (3, 3, "linspace:START,STOP,NUM"),
+    "range": (1, 3, "range:STOP, range:START,STOP or range:START,STOP,STEP"),
+    "arange": (1, 3, "arange:STOP, arange:START,STOP or arange:START,STOP,STEP"),
+    "logspace": (3, 4, "logspace:START,STOP,NUM or logspace:START,STOP,NUM,BASE"),
+    "geomspace": (3, 3, "geomspace:START,STOP,NUM"),
+}
+
+_NUMBER = re.compile(
+    r"[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?"
+)
+_NONFINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_WORD_AT = re.compile(r"[^\s=:,]+")
+_CASE_PREFIX = re.compile(r"\s*[^=]*=\s*case\s*:")
+_QUOTED_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
+
+
+def parse_number(text: str) -> int | float | None:
+    """The int or float a literal denotes, or None if it is not a number literal."""
+    if not _NUMBER.fullmatch(text):
+        return None
+    if any(c in text for c in ".eE"):
+        return float(text)
+    return int(text)
+
+
+def parse(text: str, /) -> RangeExpr:
+    """Parse ``NAME=KIND:ARGS``; raise ParseError pointing at the problem."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes a str, not {type(text).__name__}")
+    try:
+        tree = lark_parser("rangeexpr.lark").parse(text)
+    except UnexpectedInput as exc:
+        raise _translate(text, exc) from None
+    return _build(text, tree)
+
+
+# ---------------------------------------------------------------------------
+# Tree -> AST
+# ---------------------------------------------------------------------------
+
+
+def _span(tok: Token) -> Span:
+    assert tok.start_pos is not None and tok.end_pos is not None
+    return (tok.start_pos, tok.end_pos)
+
+
+def _build(source: str, tree: Tree[Token]) -> RangeExpr:
+    name_tok, spec = tree.children
+    assert isinstance(name_tok, Token) and isinstance(spec, Tree)
+    if spec.data == "case":
+        kind, kind_span = "case", (name_tok.end_pos or 0, 0)
+        # the "case" keyword is filtered out of the tree; find it after the '='
+        at = source.index("case", source.index("=", kind_span[0]))
+        kind_span = (at, at + 4)
+        (values,) = spec.children
+        assert isinstance(values, Tree)
+        args = tuple(_case_value(source, v) for v in values.children if isinstance(v, Tree))
+    else:
+        kind_tok, arg_tree = spec.children
+        assert isinstance(kind_tok, Token) and isinstance(arg_tree, Tree)
+        kind, kind_span = str(kind_tok), _span(kind_tok)
+        args = tuple(_number_arg(source, a) for a in arg_tree.children if isinstance(a, Tree))
+        _check_numeric_args(source, kind, kind_span, args)
+    return RangeExpr(
+        name=str(name_tok),
+        kind=kind,
+        args=args,
+        source=source,
+        span=(0, len(source)),
+        name_span=_span(name_tok),
+        kind_span=kind_span,
+    )
+
+
+def _number_arg(source: str, node: Tree[Token]) -> Arg:
+    (tok,) = node.children
+    assert isinstance(tok, Token)
+    span, text = _span(tok), str(tok)
+    if node.data == "word":
+        if _NONFINITE.fullmatch(text):
+            raise ParseError(
+                f"{text!r} is not allowed: range arguments must be finite numbers", source, span
+            )
+        raise ParseError(f"expected a number, got {text!r}", source, span)
+    value = parse_number(text)
+    assert value is not None
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        raise ParseError(f"number {text} is too large for a float", source, span)
+    return Arg(value, text, span)
+
+
+def _check_numeric_args(source: str, kind: str, kind_span: Span, args: tuple[Arg, ...]) -> None:
+    low, high, forms = _ARITY[kind]
+    if not low <= len(args) <= high:
+        count = f"{low}" if low == high else f"{low} to {high}"
+        span = (args[high].span[0], args[-1].span[1]) if len(args) > high else kind_span
+        raise ParseError(f"{kind} takes {count} arguments ({forms}), got {len(args)}", source, span)
+    if kind == "range":
+        for arg in args:
+            if isinstance(arg.value, float):
+                raise ParseError(
+                    f"range takes integers only, got {arg.text}; use arange: or linspace: "
+                    "for floats",
+                    source,
+                    arg.span,
+                )
+    if kind in ("linspace", "logspace", "geomspace"):
+        num = args[2]
+        if not isinstance(num, Arg) or isinstance(num.value, float):
+            raise ParseError(f"{kind} NUM must be an integer, got {num.text}", source, num.span)
+        if num.value < 0:
+            raise ParseError(f"{kind} NUM must not be negative, got {num.text}", source, num.span)
+
+
+def _case_value(source: str, node: Tree[Token]) -> Arg:
+    toks = [t for t in node.children if isinstance(t, Token)]
+    span = (_span(toks[0])[0], _span(toks[-1])[1])
+    if node.data == "quoted":
+        text = _unquote(source, toks[0])
+        return Arg(text, text, span, quoted=True)
+    # Bare: the raw slice keeps inner whitespace between pieces; unescape \x -> x.
+    raw = source[span[0] : span[1]]
+    text = re.sub(r"\\(.)", r"\1", raw)
+    number = parse_number(text)
+    if isinstance(number, float) and number in (float("inf"), float("-inf")):
+        number = None  # 1e999 is kept as the string it was written as
+    return Arg(text if number is None else number, text, span)
+
+
+def _unquote(source: str, tok: Token) -> str:
+    body, start = str(tok)[1:-1], _span(tok)[0] + 1
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            nxt = body[i + 1]
+            if nxt not in _QUOTED_ESCAPES:
+                raise ParseError(
+                    f"unknown escape '\\{nxt}' in a quoted value; use \\\\ \\\" \\' \\n or \\t",
+                    source,
+                    (start + i, start + i + 2),
+                )
+            out.append(_QUOTED_ESCAPES[nxt])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Lark's errors -> ParseError
+# ---------------------------------------------------------------------------
+
+
+def _translate(source: str, exc: UnexpectedInput) -> ParseError:
+    """One message per parser state, chosen by what the parser expected there."""
+    if isinstance(exc, UnexpectedToken):
+        expected = set(exc.expected)
+        tok = exc.token
+        at_end = tok.type == "$END"
+        pos = len(source) if at_end else (tok.start_pos or 0)
+    else:
+        assert isinstance(exc, UnexpectedCharacters)
+        expected = set(exc.allowed or ())
+        at_end = False
+        pos = exc.pos_in_stream
+
+    def word_span(at: int) -> Span:
+        m = _WORD_AT.match(source, at)
+        return (at, m.end()) if m else (at, at + 1)
+
+    here: Span = (pos, pos + 1)
+
+    if expected == {"NAME"}:
+        if at_end:
+            return ParseError("empty expression: expected NAME=KIND:ARGS", source, here)
+        return _bad_name(source)
+    if expected == {"EQUAL"}:
+        if "=" in source[pos:]:
+            return _bad_name(source)
+        return ParseError(
+            "expected '=' after the name: write NAME=KIND:ARGS, e.g. X=range:10", source, here
+        )
+    if expected == {"KIND", "CASE"}:
+        if at_end:
+            return ParseError(f"expected a kind after '=': one of {_KIND_LIST}", source, here)
+        span = word_span(pos)
+        word = source[span[0] : span[1]].split(":", maxsplit=1)[0]
+        span = (span[0], span[0] + max(1, len(word)))
+        return ParseError(f"unknown kind {word!r}: expected one of {_KIND_LIST}", source, span)
+    if expected == {"COLON"}:
+        return ParseError("expected ':' after the kind, e.g. X=range:10", source, here)
+    if expected == {"NUMBER", "WORD"}:
+        if at_end and source.rstrip().endswith(":"):
+            return ParseError("expected arguments after ':'", source, here)
+        return ParseError("missing argument: expected a number", source, here)
+    char = source[pos] if pos < len(source) else ""
+    in_case = _CASE_PREFIX.match(source) is not None
+    if expected <= {"COMMA", "$END"}:
+        if in_case:
+            return ParseError("expected ',' after the quoted value", source, here)
+        return ParseError("expected ',' between arguments", source, here)
+    if expected == {"BARE", "QUOTED", "ESCAPE"}:  # at the start of a case value
+        if char and char in "\"'":
+            return ParseError(f"unclosed quote: add the closing {char}", source, (pos, len(source)))
+        if char == "\\":
+            return _bad_escape(source, pos)
+        if at_end and source.rstrip().endswith(":"):
+            return ParseError("case needs at least one value", source, here)
+        return ParseError('empty case value; write "" for an empty string', source, here)
+    if expected <= {"BARE", "ESCAPE", "COMMA", "$END"}:  # inside a bare case value
+        if char and char in "\"'":
+            return ParseError(
+                "a quote inside a bare value: quote the whole value, or escape the quote "
+                f"as \\{char}",
+                source,
+                here,
+            )
+        if char == "\\":
+            return _bad_escape(source, pos)
+    return ParseError(f"unexpected character {source[pos : pos + 1]!r}", source, here)
+
+
+def _bad_escape(source: str, pos: int) -> ParseError:
+    return ParseError(
+        f"invalid escape '{source[pos : pos + 2]}' in a bare value; only \\, \\\\ \\\" and \\' "
+        "are escapes (quote the value to write \\n or \\t)",
+        source,
+        (pos, pos + 2),
+    )
+
+
+def _bad_name(source: str) -> ParseError:
+    end = source.find("=")
+    raw = source[:end] if end >= 0 else source
+    stripped = raw.strip()
+    if not stripped:
+        return ParseError("missing name before '='", source, (0, 1))
+    start = raw.find(stripped) if stripped else 0
+    return ParseError(
+        f"invalid name {stripped!r}: a name starts with a letter or '_' and has only "
+        "letters, digits and '_'",
+        source,
+        (start, start + max(1, len(stripped))),
+    )
