@@ -8,10 +8,13 @@ How: a keyed Feistel network on the smallest bit width ``w`` with ``2**w >= n`` 
 ``w // 2`` and ``w - w // 2`` bits, alternating), which is a bijection on ``range(2**w)``;
 "cycle walking" (apply it again until the value falls below ``n``) restricts it to a
 bijection on ``range(n)``, with fewer than two steps on average since ``2**w < 2n``. The
-round function is a multiply-xorshift of the half with per-round keys taken from BLAKE2b of
-the seed, so nothing depends on Python's ``hash()`` or on the ``random`` module. For
-``w <= 64`` the same arithmetic runs vectorized in numpy (uint64 products never overflow:
-both factors have at most 32 bits), which is how iteration and sampling stay fast.
+round function is a splitmix64-style mixer (add a key, then xorshift-multiply twice and
+xorshift, in a lane of 64 bits or a multiple of 64) with per-round keys and multipliers
+taken from BLAKE2b of the seed, so nothing depends on Python's ``hash()`` or the ``random``
+module. A mixer, not a simple multiply, because on the 1- and 2-bit halves of small sweeps
+a multiply degenerates into an affine map, and affine permutations are far from uniform.
+For ``w <= 64`` the same arithmetic runs vectorized in numpy (uint64 arithmetic wraps
+modulo 2**64, as the Python code masks), which is how iteration and sampling stay fast.
 
 Version 1 of the order is pinned by ``tests/data/shuffle_golden.json``: any change to the
 constants below is a new order and must change ``_VERSION``.
@@ -62,7 +65,7 @@ class Shuffle:
     ``k`` positions are a uniform-looking sample of ``k`` distinct indices.
     """
 
-    __slots__ = ("_a", "_b", "_rounds", "bits", "n", "seed")
+    __slots__ = ("_a", "_b", "_rounds", "_shifts", "bits", "n", "seed")
 
     def __init__(self, n: int, seed: int | str) -> None:
         if n < 0:
@@ -74,13 +77,17 @@ class Shuffle:
         self._a = self.bits // 2  # width of the high half
         self._b = self.bits - self._a  # width of the low half
         material = _VERSION + b"|" + self.seed.encode() + b"|" + str(self.bits).encode()
+        # The mixer's lane: 64 bits, or a multiple of 64 for halves wider than that.
+        lane = 64 * max(1, -(-self._b // 64))
+        self._shifts = (lane * 30 // 64, lane * 27 // 64, lane * 31 // 64, (1 << lane) - 1)
         rounds: list[tuple[int, int, int, int]] = []
         for r in range(_ROUNDS):
+            add_key = _key(material, f"k{r}", lane)
+            mul1 = _key(material, f"m{r}", lane) | 1
+            mul2 = _key(material, f"n{r}", lane) | 1
             # Round r reads the half that is currently low: b bits on even rounds, a on odd.
-            width_in, width_out = (self._b, self._a) if r % 2 == 0 else (self._a, self._b)
-            xor_key = _key(material, f"x{r}", width_in)
-            mul_key = _key(material, f"m{r}", width_in) | 1
-            rounds.append((width_in, width_out, xor_key, mul_key))
+            width_out = self._a if r % 2 == 0 else self._b
+            rounds.append((add_key, mul1, mul2, (1 << width_out) - 1))
         self._rounds = tuple(rounds)
 
     def __repr__(self) -> str:
@@ -97,18 +104,28 @@ class Shuffle:
 
     # -- one index at a time, any size --------------------------------------------------
 
+    # The round function, inlined in both directions for speed: splitmix64's finalizer
+    # (shifts scaled to the lane) applied to the half plus a round key:
+    #   z = v + k; z = (z ^ z >> s1) * m1; z = (z ^ z >> s2) * m2; z ^= z >> s3  (mod 2**lane)
+
     def _encrypt(self, x: int) -> int:
+        s1, s2, s3, mask = self._shifts
         hi, lo = x >> self._b, x & ((1 << self._b) - 1)
-        for width_in, width_out, xor_key, mul_key in self._rounds:
-            p = (lo ^ xor_key) * mul_key
-            hi, lo = lo, (hi ^ (p >> width_in) ^ p) & ((1 << width_out) - 1)
+        for add_key, mul1, mul2, mask_out in self._rounds:
+            z = (lo + add_key) & mask
+            z = ((z ^ (z >> s1)) * mul1) & mask
+            z = ((z ^ (z >> s2)) * mul2) & mask
+            hi, lo = lo, (hi ^ z ^ (z >> s3)) & mask_out
         return (hi << self._b) | lo
 
     def _decrypt(self, y: int) -> int:
+        s1, s2, s3, mask = self._shifts
         hi, lo = y >> self._b, y & ((1 << self._b) - 1)
-        for width_in, width_out, xor_key, mul_key in reversed(self._rounds):
-            p = (hi ^ xor_key) * mul_key
-            hi, lo = (lo ^ (p >> width_in) ^ p) & ((1 << width_out) - 1), hi
+        for add_key, mul1, mul2, mask_out in reversed(self._rounds):
+            z = (hi + add_key) & mask
+            z = ((z ^ (z >> s1)) * mul1) & mask
+            z = ((z ^ (z >> s2)) * mul2) & mask
+            hi, lo = (lo ^ z ^ (z >> s3)) & mask_out, hi
         return (hi << self._b) | lo
 
     def permute(self, i: int) -> int:
@@ -149,10 +166,14 @@ class Shuffle:
         b = np.uint64(self._b)
         hi = x >> b
         lo = x & np.uint64((1 << self._b) - 1)
-        for width_in, width_out, xor_key, mul_key in self._rounds:
-            p = (lo ^ np.uint64(xor_key)) * np.uint64(mul_key)
-            mixed = (hi ^ (p >> np.uint64(width_in)) ^ p) & np.uint64((1 << width_out) - 1)
-            hi, lo = lo, mixed
+        s1, s2, s3 = np.uint64(30), np.uint64(27), np.uint64(31)
+        for add_key, mul1, mul2, mask_out in self._rounds:
+            # The lane is 64 bits here: uint64 arithmetic wraps exactly as _mix masks.
+            z = lo + np.uint64(add_key)
+            z = (z ^ (z >> s1)) * np.uint64(mul1)
+            z = (z ^ (z >> s2)) * np.uint64(mul2)
+            z ^= z >> s3
+            hi, lo = lo, (hi ^ z) & np.uint64(mask_out)
         result: npt.NDArray[np.uint64] = (hi << b) | lo
         return result
 
