@@ -16,16 +16,22 @@ from ._errors import (
     TemplateError,
 )
 from ._parse import parse
+from ._sweep import Point, Sweep
+from ._template import Command, Template
 
 __all__ = [
     "Arg",
     "Axis",
+    "Command",
     "EvaluationError",
     "ParseError",
+    "Point",
     "RangeExpr",
     "RangeExprError",
     "RangeExprWarning",
+    "Sweep",
     "SweepError",
+    "Template",
     "TemplateError",
     "axis",
     "parse",

@@ -85,6 +85,10 @@ class Axis(Sequence[Value]):
         """The text a template writes for element ``index``."""
         return format_value(self[index])
 
+    def sample_values(self) -> list[Value]:
+        """Values enough to check a format spec against: the first and the last."""
+        return [self._at(0), self._at(self.size - 1)]
+
     def __iter__(self) -> Iterator[Value]:
         for lo in range(0, self.size, _CHUNK):
             yield from self.values(lo, min(lo + _CHUNK, self.size))
@@ -160,10 +164,15 @@ class CaseAxis(Axis):
     def text(self, index: int) -> str:
         return self._texts[self._normalize(index)]
 
+    def sample_values(self) -> list[Value]:
+        return list(self._values)
+
     def array(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         import numpy as np
 
-        return np.array(self._values)[indices]
+        # one type keeps numpy's natural dtype; a mix stays typed as Python objects
+        mixed = len({type(v) for v in self._values}) > 1
+        return np.array(self._values, dtype=object if mixed else None)[indices]
 
 
 class RangeAxis(Axis):
@@ -194,12 +203,14 @@ class RangeAxis(Axis):
         import numpy as np
 
         r = self._range
-        if -(2**62) < min(r.start, r[-1]) and max(r.start, r[-1]) < 2**62:
+        if min(r.start, r[-1]) > -(2**62) and max(r.start, r[-1]) < 2**62:
             return r.start + indices * r.step
         return np.array([r.start + int(i) * r.step for i in indices], dtype=object)
 
 
-def _empty(expr: RangeExpr, start: int | float, stop: int | float, step: int | float) -> EvaluationError:
+def _empty(
+    expr: RangeExpr, start: int | float, stop: int | float, step: int | float
+) -> EvaluationError:
     relation = ">=" if step > 0 else "<="
     hint = "a negative step to count down" if step > 0 else "a positive step to count up"
     return EvaluationError(
@@ -403,9 +414,7 @@ class LogspaceAxis(Axis):
         self.size = _num(expr)
         base = nums[3] if len(nums) == 4 else 10.0
         if base <= 0:
-            raise EvaluationError(
-                "logspace BASE must be positive", expr.source, expr.args[3].span
-            )
+            raise EvaluationError("logspace BASE must be positive", expr.source, expr.args[3].span)
         _check_finite_delta(expr, nums[0], nums[1])
         self._lin = _Linspace(nums[0], nums[1], self.size)
         # numpy.logspace keeps an int base as an int array; power() then promotes it.
@@ -509,4 +518,3 @@ def axis(expr: str | RangeExpr, /) -> Axis:
     if isinstance(expr, str):
         expr = parse(expr)
     return _KINDS[expr.kind](expr)
-

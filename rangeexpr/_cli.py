@@ -1,0 +1,307 @@
+"""The command line: parse arguments, call the library, print errors with a marker.
+
+``check`` and ``expand`` live here; ``run`` is in ``_cli_run`` and imports trio and the
+runner only when it runs, so validating an expression starts fast. Every
+``RangeExprError`` is printed as ``rangeexpr: error: MESSAGE`` with the source and a
+marker, and exits 2; no input produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from ._errors import RangeExprError
+from ._sweep import Point, Sweep
+from ._template import Command, Template
+from ._text import format_value
+
+EXIT_INVALID = 2
+_FORMATS = ("jsonl", "csv", "table")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rangeexpr`` console script; returns the exit code."""
+    parser = _parser()
+    # Expressions may stand anywhere among the options: positionals after the first run of
+    # them come back as "unknown" and are appended, in order, to the positional ones.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.positional_exprs = [*args.positional_exprs, *extra]
+    try:
+        return int(args.handler(args))
+    except RangeExprError as exc:
+        print(f"rangeexpr: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
+
+
+def _quiet_stdout() -> None:
+    """The reader went away (``| head``): point stdout at /dev/null so exit is silent."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+# ---------------------------------------------------------------------------
+# Arguments
+# ---------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rangeexpr",
+        description="Range expressions for parameter sweeps: check, expand and run them.",
+    )
+    sub = parser.add_subparsers(dest="subcommand", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate expressions and templates, print a summary")
+    _add_sweep_arguments(check)
+    _add_template_arguments(check)
+    check.set_defaults(handler=_check)
+
+    expand = sub.add_parser("expand", help="stream the points of the sweep")
+    _add_sweep_arguments(expand)
+    _add_selection_arguments(expand)
+    expand.add_argument("--format", choices=_FORMATS, default="jsonl", help="default: jsonl")
+    expand.add_argument("--count", action="store_true", help="print only the number of points")
+    expand.set_defaults(handler=_expand)
+
+    run = sub.add_parser("run", help="run the command once per point")
+    _add_sweep_arguments(run)
+    _add_template_arguments(run)
+    _add_selection_arguments(run)
+    from ._cli_run import add_run_arguments
+
+    add_run_arguments(run)
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "positional_exprs",
+        nargs="*",
+        metavar="EXPR",
+        help="a range expression NAME=KIND:ARGS, e.g. LR=linspace:0.001,0.1,5",
+    )
+    p.add_argument(
+        "-r",
+        "--exec-range",
+        "--env-range",
+        dest="exprs",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a range expression (same as EXPR; may repeat)",
+    )
+
+
+def _add_template_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exec", metavar="TEMPLATE", help="the command template, e.g. 'train --lr $LR'")
+    p.add_argument(
+        "-e",
+        "--env",
+        dest="env",
+        action="append",
+        default=[],
+        metavar="NAME=TEMPLATE",
+        help="an environment variable for each job (may repeat)",
+    )
+
+
+def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--slice", metavar="START:STOP", help="only points START..STOP-1 (as Python)")
+    p.add_argument("--shard", metavar="K/N", help="only part K of N (K from 0)")
+
+
+# ---------------------------------------------------------------------------
+# Building the sweep and templates from arguments
+# ---------------------------------------------------------------------------
+
+
+def _sweep(args: argparse.Namespace) -> Sweep:
+    exprs = [*args.positional_exprs, *args.exprs]
+    if not exprs:
+        raise RangeExprError("no range expressions: give EXPR or -r NAME=KIND:ARGS")
+    return Sweep(exprs)
+
+
+def _select(sweep: Sweep, args: argparse.Namespace) -> Sweep:
+    if args.slice is not None:
+        sweep = sweep[_parse_slice(args.slice)]
+    if args.shard is not None:
+        k, n = _parse_shard(args.shard)
+        sweep = sweep.shard(k, n)
+    return sweep
+
+
+def _parse_slice(text: str) -> slice:
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (int(p) if p.strip() else None for p in parts)
+    except ValueError:
+        raise RangeExprError(
+            f"--slice takes START:STOP with integers (either may be empty), got {text!r}",
+            text,
+            (0, len(text)),
+        ) from None
+    return slice(start, stop)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise RangeExprError(
+            f"--shard takes K/N with integers, got {text!r}", text, (0, len(text))
+        ) from None
+    if n < 1 or not 0 <= k < n:
+        raise RangeExprError(
+            f"--shard {text}: need 0 <= K < N (K counts from 0)", text, (0, len(text))
+        )
+    return k, n
+
+
+def _env_templates(args: argparse.Namespace) -> dict[str, Template]:
+    env: dict[str, Template] = {}
+    for item in args.env:
+        name, sep, template = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise RangeExprError(
+                f"-e takes NAME=TEMPLATE, got {item!r}", item, (0, max(1, len(name)))
+            )
+        env[name.strip()] = Template(template)
+    return env
+
+
+def _checked_templates(
+    args: argparse.Namespace, sweep: Sweep, *, shell: bool = False
+) -> tuple[Command | None, dict[str, Template], list[str]]:
+    """The command and env templates, checked against the sweep; and the warnings."""
+    command = Command(args.exec, shell=shell) if args.exec is not None else None
+    env = _env_templates(args)
+    used: set[str] = set()
+    if command is not None:
+        command.check(sweep)
+        used |= command.names
+    for template in env.values():
+        template.check(sweep)
+        used |= template.names
+    warnings = []
+    if command is not None or env:
+        for name in sweep.names:
+            if name not in used:
+                warnings.append(
+                    f"range variable {name} is used by no template: "
+                    "it multiplies the jobs without changing them"
+                )
+    return command, env, warnings
+
+
+# ---------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    sweep = _sweep(args)
+    _, _, warnings = _checked_templates(args, sweep)
+    rows = [("NAME", "KIND", "LENGTH", "FIRST", "LAST")]
+    for ax in sweep.axes:
+        rows.append((ax.name, ax.kind, str(ax.size), ax.text(0), ax.text(-1)))
+    _print_table(rows, sys.stdout, right={2})
+    print(f"{sweep.size} points")
+    for w in warnings:
+        print(f"rangeexpr: warning: {w}", file=sys.stderr)
+    return 0
+
+
+def _expand(args: argparse.Namespace) -> int:
+    sweep = _select(_sweep(args), args)
+    out = sys.stdout
+    if args.count:
+        print(sweep.size)
+        return 0
+    if args.format == "jsonl":
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        for p in sweep:
+            out.write(dumps({"index": p.index, **p}) + "\n")
+    elif args.format == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["index", *sweep.names])
+        for p in sweep:
+            writer.writerow([p.index, *(p.text(n) for n in sweep.names)])
+    else:
+        _stream_table(sweep, out)
+    out.flush()
+    return 0
+
+
+def _stream_table(sweep: Sweep, out: TextIO, probe: int = 1000) -> None:
+    """An aligned table, widths taken from the first ``probe`` rows (longer ones overflow)."""
+    header = ("index", *sweep.names)
+
+    def rows() -> Iterator[tuple[str, ...]]:
+        for p in sweep:
+            yield (str(p.index), *(p.text(n) for n in sweep.names))
+
+    it = rows()
+    first = [header]
+    for row in it:
+        first.append(row)
+        if len(first) > probe:
+            break
+    widths = [max(len(r[c]) for r in first) for c in range(len(header))]
+    for row in first:
+        _write_row(row, widths, out)
+    for row in it:
+        _write_row(row, widths, out)
+
+
+def _write_row(row: Sequence[str], widths: Sequence[int], out: TextIO, right: Any = ()) -> None:
+    cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+    out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _print_table(rows: list[tuple[str, ...]], out: TextIO, right: Any = ()) -> None:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        _write_row(row, widths, out, right)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._cli_run import run_command
+
+    if args.exec is None:
+        raise RangeExprError("run needs --exec TEMPLATE: the command to run for each point")
+    full = _sweep(args)
+    command, env, warnings = _checked_templates(args, full, shell=args.shell)
+    assert command is not None
+    for w in warnings:
+        print(f"rangeexpr: warning: {w}", file=sys.stderr)
+    source = {
+        "exprs": list(full.exprs),
+        "exec": args.exec,
+        "env": {k: t.source for k, t in env.items()},
+        "shell": bool(args.shell),
+    }
+    sweep = _select(full, args)
+    return run_command(args, sweep, command, env, source)
+
+
+__all__ = ["format_value", "main"]
+_ = Point  # the CLI yields Points from sweeps; imported for type readers

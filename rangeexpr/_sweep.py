@@ -1,0 +1,246 @@
+"""Sweeps: the lazy Cartesian product of axes, in ``itertools.product`` order.
+
+A sweep is a list of axes plus a ``range`` of selected global indices (slices and shards
+narrow the range), so size, random access, slicing and sharding are O(number of axes)
+for any size. Point ``g`` is decoded by mixed radix: the digit of axis k is
+``(g // stride[k]) % size[k]``, the last axis varying fastest.
+
+Iteration does not decode each point: it walks blocks of about ``_BLOCK`` points, each
+the product of the trailing axes (materialized once, bounded by ``_BLOCK`` values) with a
+chunk of the next axis, and lets ``itertools.product`` build the tuples in C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import count, islice, product, repeat
+from typing import TYPE_CHECKING, Any, overload
+
+from ._ast import RangeExpr, Value
+from ._axes import Axis, _range_len, axis
+from ._errors import SweepError
+from ._parse import parse
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["Point", "Sweep"]
+
+_BLOCK = 4096
+
+
+class _Layout:
+    """What every Point of one sweep shares: names, positions, axes and their radices."""
+
+    __slots__ = ("axes", "case_axes", "names", "positions", "sizes", "strides", "total")
+
+    def __init__(self, axes: Sequence[Axis]):
+        self.axes = tuple(axes)
+        self.names = tuple(a.name for a in axes)
+        self.positions = {n: k for k, n in enumerate(self.names)}
+        self.sizes = tuple(a.size for a in axes)
+        strides = [1] * len(axes)
+        for k in range(len(axes) - 2, -1, -1):
+            strides[k] = strides[k + 1] * self.sizes[k + 1]
+        self.strides = tuple(strides)
+        self.total = strides[0] * self.sizes[0] if axes else 1
+        self.case_axes = frozenset(k for k, a in enumerate(axes) if a.kind == "case")
+
+    def decode(self, g: int) -> tuple[Value, ...]:
+        return tuple(
+            a._at((g // st) % sz) for a, st, sz in zip(self.axes, self.strides, self.sizes)
+        )
+
+
+class Point(Mapping[str, Value]):
+    """One point of a sweep: an immutable Mapping name -> typed value, with its index."""
+
+    __slots__ = ("_layout", "index", "values")
+
+    def __init__(self, index: int, values: tuple[Value, ...], layout: _Layout):
+        self.index = index
+        self.values = values
+        self._layout = layout
+
+    def __getitem__(self, name: str) -> Value:
+        return self.values[self._layout.positions[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layout.names)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={v!r}" for n, v in zip(self._layout.names, self.values))
+        return f"Point({self.index}: {inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_plain_point, (self.index, dict(self)))
+
+    def text(self, name: str) -> str:
+        """The text a template writes for ``name``: a case value exactly as written."""
+        layout = self._layout
+        k = layout.positions[name]
+        if k in layout.case_axes:
+            return layout.axes[k].text((self.index // layout.strides[k]) % layout.sizes[k])
+        from ._text import format_value
+
+        return format_value(self.values[k])
+
+
+def _plain_point(index: int, values: dict[str, Value]) -> dict[str, Any]:
+    return {"index": index, **values}
+
+
+class Sweep(Sequence[Point]):
+    """The lazy Cartesian product of range expressions; the first varies slowest."""
+
+    __slots__ = ("_indices", "_layout", "exprs")
+
+    def __init__(self, exprs: Iterable[str | RangeExpr] = (), /):
+        parsed = [parse(e) if isinstance(e, str) else e for e in exprs]
+        seen: dict[str, RangeExpr] = {}
+        for e in parsed:
+            if e.name in seen:
+                raise SweepError(
+                    f"duplicate name {e.name!r}: already defined by {seen[e.name].source!r}",
+                    e.source,
+                    e.name_span,
+                )
+            seen[e.name] = e
+        self.exprs: tuple[str, ...] = tuple(e.source for e in parsed)
+        self._layout = _Layout([axis(e) for e in parsed])
+        self._indices = range(self._layout.total)
+
+    def _view(self, indices: range) -> Sweep:
+        view = object.__new__(type(self))
+        view.exprs, view._layout, view._indices = self.exprs, self._layout, indices
+        return view
+
+    # -- size and access -----------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._layout.names
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        return self._layout.axes
+
+    @property
+    def size(self) -> int:
+        """The exact number of points, of any size (``len()`` overflows past sys.maxsize)."""
+        return _range_len(self._indices)
+
+    @property
+    def indices(self) -> range:
+        """The global indices of this sweep's points (a slice or shard of the full sweep)."""
+        return self._indices
+
+    @property
+    def full_size(self) -> int:
+        """The size of the whole sweep this one is part of."""
+        return self._layout.total
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __repr__(self) -> str:
+        r = self._indices
+        part = "" if r == range(self._layout.total) else f" [{r.start}:{r.stop}:{r.step}]"
+        return f"<Sweep {list(self.exprs)!r}{part} size={self.size}>"
+
+    def axis(self, name: str) -> Axis:
+        """The lazy axis of one variable."""
+        try:
+            return self._layout.axes[self._layout.positions[name]]
+        except KeyError:
+            raise KeyError(f"no range defines {name!r}") from None
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sweep: ...
+    def __getitem__(self, index: int | slice) -> Point | Sweep:
+        if isinstance(index, slice):
+            return self._view(self._indices[index])
+        try:
+            g = self._indices[index]
+        except IndexError:
+            raise IndexError(f"sweep index {index} out of range for {self.size} points") from None
+        return Point(g, self._layout.decode(g), self._layout)
+
+    def shard(self, k: int, n: int) -> Sweep:
+        """Part k of n: points ``[k*size//n, (k+1)*size//n)``, disjoint and covering in order."""
+        if not (isinstance(k, int) and isinstance(n, int)) or n < 1 or not 0 <= k < n:
+            raise ValueError(f"shard {k}/{n}: need integers 0 <= K < N")
+        size = self.size
+        return self._view(self._indices[k * size // n : (k + 1) * size // n])
+
+    # -- iteration -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Point]:
+        r = self._indices
+        if r.step == 1:
+            return self._iter_block(r.start, r.stop)
+        layout = self._layout
+        return (Point(g, layout.decode(g), layout) for g in r)
+
+    def _iter_block(self, lo: int, hi: int) -> Iterator[Point]:
+        layout = self._layout
+        axes, sizes = layout.axes, layout.sizes
+        n = len(axes)
+        if lo >= hi:
+            return
+        k, inner = n, 1  # axes[k:] are small enough to hold whole
+        while k > 0 and inner * sizes[k - 1] <= _BLOCK:
+            k -= 1
+            inner *= sizes[k]
+        inner_lists = [axes[m].values(0, sizes[m]) for m in range(k, n)]
+        if k == 0:
+            yield from map(Point, count(lo), islice(product(*inner_lists), lo, hi), repeat(layout))
+            return
+        j = k - 1  # the axis walked in chunks
+        chunk = max(1, _BLOCK // inner)
+        g = lo
+        while g < hi:
+            q, inner_off = divmod(g, inner)
+            q, dj = divmod(q, sizes[j])
+            outer: list[list[Value]] = []
+            for m in range(j - 1, -1, -1):
+                q, d = divmod(q, sizes[m])
+                outer.append([axes[m]._at(d)])
+            outer.reverse()
+            dj_end = min(sizes[j], dj + chunk)
+            take = min((dj_end - dj) * inner - inner_off, hi - g)
+            block = product(*outer, axes[j].values(dj, dj_end), *inner_lists)
+            yield from map(
+                Point, count(g), islice(block, inner_off, inner_off + take), repeat(layout)
+            )
+            g += take
+
+    # -- batches -------------------------------------------------------------------------
+
+    def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
+        """Points ``[start, stop)`` of this sweep as ``{name: numpy array}``, vectorized."""
+        import numpy as np
+
+        positions = range(self.size)[start:stop]
+        r = self._indices
+        first = r.start + positions.start * r.step if positions else 0
+        last = r.start + (positions.stop - 1) * r.step if positions else 0
+        layout = self._layout
+        if max(first, last, layout.total) < 2**62:
+            g = first + np.arange(len(positions), dtype=np.int64) * (r.step * positions.step)
+            digits = [(g // st) % sz for st, sz in zip(layout.strides, layout.sizes)]
+        else:  # beyond int64: exact Python ints, one per point
+            gs = [r[p] for p in positions]
+            digits = [
+                np.array([(x // st) % sz for x in gs], dtype=np.int64)
+                for st, sz in zip(layout.strides, layout.sizes)
+            ]
+        return {a.name: a.array(d) for a, d in zip(layout.axes, digits)}
