@@ -1,0 +1,508 @@
+"""The Ray backend against a fake head (``httpx.MockTransport``), on trio's mock clock.
+
+``FakeRay`` answers as Ray 2.60 does (shapes recorded from a live head): JSON on success,
+text/plain tracebacks on errors, a 500 saying "already exists" for a duplicate
+submission_id, 404 "Job X does not exist", and logs holding Ray's two own lines, not always
+first. Each job advances one status per poll along its script, so polling, stopping and
+timeouts are exercised exactly, in virtual time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from runner import Attempt, BackendError, Job, JobLog, Outcome, read_joblog, run_jobs
+from runner._ray import RayBackend, backend_from_args, strip_ray_lines, sweep_identity
+from runner._ray_api import TERMINAL, error_line
+
+RUNTIME_ENV = "2026-11-21 03:07:03,418\tINFO job_manager.py:581 -- Runtime env is setting up.\n"
+
+
+def traceback_body(exc_line: str) -> str:
+    """A text/plain error body shaped like Ray's (a whole traceback, then a lone '.')."""
+    return (
+        "Traceback (most recent call last):\n"
+        '  File "/ray/dashboard/modules/job/job_head.py", line 419, in submit_job\n'
+        "    resp = await job_agent_client.submit_job_internal(submit_request)\n"
+        f"RuntimeError: Request failed with status code 400: Traceback (most recent call last):\n"
+        '  File "/ray/dashboard/modules/job/job_manager.py", line 553, in submit_job\n'
+        "    raise ValueError(\n"
+        f"{exc_line}\n.\n"
+    )
+
+
+@dataclass
+class FakeJob:
+    request: dict[str, Any]
+    statuses: list[str]  # what successive polls see; the last one sticks
+    exit_code: int | None = 0
+    output: str = ""
+    polls: int = 0
+    stopped: bool = False
+    message: str = "Job finished successfully."
+
+    @property
+    def status(self) -> str:
+        return self.statuses[min(self.polls, len(self.statuses) - 1)]
+
+
+@dataclass
+class FakeRay:
+    """A scripted Ray 2.60 dashboard. ``plan(request)`` gives each new job's script."""
+
+    plan: Callable[[dict[str, Any]], FakeJob] = lambda r: FakeJob(r, ["PENDING", "SUCCEEDED"])
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    down: bool = False  # every request fails to connect
+    drop_submit_response: int = 0  # this many POSTs register the job, then time out
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path, method = request.url.path, request.method
+        self.calls.append((method, path))
+        if self.down:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if path == "/api/version" and method == "GET":
+            return httpx.Response(200, json={"version": "4", "ray_version": "2.60.0"})
+        if path == "/api/jobs/" and method == "POST":
+            return self.submit(request)
+        if path == "/api/jobs" and method == "POST":  # Ray 2.60 routes only the slash form
+            return httpx.Response(404, text="404: Not Found")
+        parts = path.removeprefix("/api/jobs/").split("/")
+        job = self.jobs.get(parts[0])
+        if job is None:
+            return httpx.Response(404, text=f"Job {parts[0]} does not exist")
+        tail = parts[1] if len(parts) > 1 else ""
+        if method == "GET" and tail == "":
+            job.polls += 1
+            code = job.exit_code if job.status in ("SUCCEEDED", "FAILED") else None
+            return httpx.Response(200, json=self.details(parts[0], job, code))
+        if method == "GET" and tail == "logs":
+            return httpx.Response(200, json={"logs": job.output})
+        if method == "POST" and tail == "stop":
+            running = job.status in ("PENDING", "RUNNING")
+            if running:
+                job.stopped = True
+                job.statuses, job.polls = ["STOPPED"], 0
+            return httpx.Response(200, json={"stopped": running})
+        if method == "DELETE":
+            if job.status in ("PENDING", "RUNNING"):
+                return httpx.Response(500, text=traceback_body("RuntimeError: not terminal"))
+            del self.jobs[parts[0]]
+            return httpx.Response(200, json={"deleted": True})
+        return httpx.Response(405, text="405: Method Not Allowed")
+
+    def submit(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        sid = body["submission_id"]
+        if sid in self.jobs:
+            return httpx.Response(
+                500,
+                text=traceback_body(
+                    f"ValueError: Job with submission_id {sid} already exists. "
+                    "Please use a different submission_id."
+                ),
+            )
+        self.jobs[sid] = self.plan(body)
+        if self.drop_submit_response:
+            self.drop_submit_response -= 1
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json={"job_id": sid, "submission_id": sid})
+
+    @staticmethod
+    def details(sid: str, job: FakeJob, code: int | None) -> dict[str, Any]:
+        return {
+            "type": "SUBMISSION",
+            "job_id": None,
+            "submission_id": sid,
+            "status": job.status,
+            "entrypoint": job.request["entrypoint"],
+            "message": job.message if job.status in TERMINAL else "Job is currently running.",
+            "error_type": None,
+            "metadata": job.request.get("metadata"),
+            "runtime_env": job.request.get("runtime_env"),
+            "driver_exit_code": code,
+        }
+
+
+def make_job(index: int = 7, command: str = "echo 'a b'") -> Job:
+    return Job(
+        index, ("echo", "a b"), command, {"LR": "0.5", "RANGEEXPR_INDEX": str(index)}, {"X": 0.5}
+    )
+
+
+def make_attempt(tmp_path: Path, job: Job | None = None, **kw: Any) -> Attempt:
+    job = job or make_job()
+    return Attempt(
+        job,
+        kw.get("number", 1),
+        kw.get("timeout"),
+        tmp_path / f"{job.index}.out",
+        tmp_path / f"{job.index}.err",
+        kw["abort"] if "abort" in kw else trio.Event(),
+    )
+
+
+def backend(fake: FakeRay, **kw: Any) -> RayBackend:
+    return RayBackend(
+        "http://head:8265", sweep_id="s1", transport=httpx.MockTransport(fake.handler), **kw
+    )
+
+
+def run_one(fake: FakeRay, attempt_of: Callable[[], Attempt], **kw: Any) -> Outcome:
+    async def main() -> Outcome:
+        async with backend(fake, **kw) as b:
+            return await b.run(attempt_of())
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_submits_one_job_with_command_env_and_metadata(tmp_path: Path) -> None:
+    fake = FakeRay()
+    outcome = run_one(fake, lambda: make_attempt(tmp_path))
+    assert outcome == Outcome("succeeded", 0, None, "rangeexpr-s1-7-1")
+    [post] = [c for c in fake.calls if c[0] == "POST"]
+    assert post == ("POST", "/api/jobs/")  # the trailing slash Ray 2.60 needs
+
+
+def test_request_shape(tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def plan(request: dict[str, Any]) -> FakeJob:
+        seen.append(request)
+        return FakeJob(request, ["SUCCEEDED"])
+
+    run_one(FakeRay(plan), lambda: make_attempt(tmp_path, number=2), entrypoint_num_cpus=0.5)
+    assert seen == [
+        {
+            "submission_id": "rangeexpr-s1-7-2",
+            "entrypoint": "echo 'a b'",
+            "runtime_env": {"env_vars": {"LR": "0.5", "RANGEEXPR_INDEX": "7"}},
+            "metadata": {
+                "rangeexpr_sweep": "s1",
+                "rangeexpr_index": "7",
+                "rangeexpr_attempt": "2",
+                "rangeexpr_values": '{"X":0.5}',
+            },
+            "entrypoint_num_cpus": 0.5,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "logs",
+    [
+        # Ray's lines first, the job's output after them
+        RUNTIME_ENV + "Running entrypoint for job rangeexpr-s1-7-1: echo 'a b'\nout\nerr\n",
+        # the job's output before Ray's second line (the common case on a live head)
+        RUNTIME_ENV + "out\nerr\nRunning entrypoint for job rangeexpr-s1-7-1: echo 'a b'\n",
+        # an unterminated last line runs into Ray's line
+        RUNTIME_ENV + "out\nerrRunning entrypoint for job rangeexpr-s1-7-1: echo 'a b'\n",
+    ],
+)
+def test_log_written_once_without_rays_lines_and_job_deleted(tmp_path: Path, logs: str) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["PENDING", "RUNNING", "SUCCEEDED"], output=logs))
+    run_one(fake, lambda: make_attempt(tmp_path))
+    out = (tmp_path / "7.out").read_text()
+    assert out in ("out\nerr\n", "out\nerr")
+    assert (tmp_path / "7.err").read_text() == ""
+    assert [c for c in fake.calls if c[1].endswith("/logs")] == [
+        ("GET", "/api/jobs/rangeexpr-s1-7-1/logs")
+    ]
+    assert fake.jobs == {}  # deleted once terminal
+
+
+def test_strip_keeps_lines_that_only_look_like_rays() -> None:
+    sid, cmd = "rangeexpr-s1-0-1", "echo x"
+    mine = "Running entrypoint for job other: echo x\nRuntime env is setting up.\n"
+    logs = RUNTIME_ENV + mine + f"Running entrypoint for job {sid}: {cmd}\n"
+    assert strip_ray_lines(logs, sid, cmd) == mine
+
+
+def test_multiline_entrypoint_line_removed_whole() -> None:
+    sid, cmd = "rangeexpr-s1-0-1", "echo a\necho b"
+    logs = RUNTIME_ENV + "a\nb\n" + f"Running entrypoint for job {sid}: {cmd}\n"
+    assert strip_ray_lines(logs, sid, cmd) == "a\nb\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (3, Outcome("failed", 3, None, "rangeexpr-s1-7-1")),
+        (-9, Outcome("failed", None, 9, "rangeexpr-s1-7-1")),
+    ],
+)
+def test_failed_job_exit_code_and_signal(tmp_path: Path, code: int, expected: Outcome) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING", "FAILED"], exit_code=code))
+    assert run_one(fake, lambda: make_attempt(tmp_path)) == expected
+
+
+def test_failed_before_the_entrypoint_ran_keeps_rays_message(tmp_path: Path) -> None:
+    why = "runtime_env setup failed: Failed to set up runtime environment."
+    fake = FakeRay(lambda r: FakeJob(r, ["PENDING", "FAILED"], exit_code=None, message=why))
+    outcome = run_one(fake, lambda: make_attempt(tmp_path))
+    assert (outcome.status, outcome.exit_code, outcome.message) == ("failed", None, why)
+
+
+def test_duplicate_submission_follows_the_existing_job(tmp_path: Path) -> None:
+    fake = FakeRay()
+    fake.jobs["rangeexpr-s1-7-1"] = FakeJob(
+        {"entrypoint": "echo 'a b'"}, ["SUCCEEDED"], output="old\n"
+    )
+    outcome = run_one(fake, lambda: make_attempt(tmp_path))
+    assert outcome.status == "succeeded"
+    assert (tmp_path / "7.out").read_text() == "old\n"  # ran once, not twice
+
+
+def test_lost_submit_response_is_retried_and_finds_the_job(tmp_path: Path) -> None:
+    created: list[str] = []
+
+    def plan(request: dict[str, Any]) -> FakeJob:
+        created.append(request["submission_id"])
+        return FakeJob(request, ["RUNNING", "SUCCEEDED"])
+
+    fake = FakeRay(plan, drop_submit_response=1)
+    assert run_one(fake, lambda: make_attempt(tmp_path)).status == "succeeded"
+    assert created == ["rangeexpr-s1-7-1"]
+    assert [c for c in fake.calls if c[0] == "POST"] == [("POST", "/api/jobs/")] * 2
+
+
+def test_unreachable_head_at_start_is_a_backend_error_and_submits_nothing(tmp_path: Path) -> None:
+    fake = FakeRay(down=True)
+    with pytest.raises(BackendError, match=r"cannot reach the Ray Jobs API at http://head:8265: "):
+        run_one(fake, lambda: make_attempt(tmp_path))
+    assert fake.calls == [("GET", "/api/version")]
+
+
+def test_not_a_ray_dashboard_is_a_backend_error(tmp_path: Path) -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"hello": 1}))
+
+    async def main() -> None:
+        async with RayBackend("http://web:80", sweep_id="s", transport=transport):
+            pass
+
+    with pytest.raises(BackendError, match="not a Ray dashboard"):
+        trio.run(main)
+
+
+def test_bad_address_is_a_backend_error() -> None:
+    async def main() -> None:
+        async with RayBackend("head:8265", sweep_id="s"):
+            pass
+
+    with pytest.raises(BackendError, match=r"like http://HOST:8265, not 'head:8265'"):
+        trio.run(main)
+
+
+def test_head_lost_mid_job_is_lost_with_a_message(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]))
+
+    async def main() -> tuple[Outcome, float]:
+        async with backend(fake, lost_after=15) as b:
+            async with trio.open_nursery() as nursery:
+                result: list[Outcome] = []
+
+                async def go() -> None:
+                    result.append(await b.run(make_attempt(tmp_path)))
+
+                nursery.start_soon(go)
+                await trio.sleep(5)
+                fake.down = True
+                began = trio.current_time()
+            return result[0], trio.current_time() - began
+
+    outcome, waited = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert outcome.status == "lost" and outcome.exit_code is None
+    assert outcome.message is not None
+    assert outcome.message.startswith(
+        "lost contact with the Ray head at http://head:8265 while polling (no answer for 15s: "
+    )
+    assert 15 <= waited < 20
+
+
+def test_head_that_forgot_the_job_means_lost(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]))
+
+    async def main() -> Outcome:
+        async with backend(fake) as b, trio.open_nursery() as nursery:
+            result: list[Outcome] = []
+
+            async def go() -> None:
+                result.append(await b.run(make_attempt(tmp_path)))
+
+            nursery.start_soon(go)
+            await trio.sleep(3)
+            fake.jobs.clear()  # a restarted head knows nothing
+        return result[0]
+
+    outcome = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert outcome.status == "lost"
+    assert outcome.message == (
+        "the Ray head at http://head:8265 no longer knows job rangeexpr-s1-7-1 (was it restarted?)"
+    )
+
+
+def test_abort_stops_the_ray_job(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]))
+    abort = trio.Event()
+
+    async def main() -> Outcome:
+        async with backend(fake) as b, trio.open_nursery() as nursery:
+            result: list[Outcome] = []
+
+            async def go() -> None:
+                result.append(await b.run(make_attempt(tmp_path, abort=abort)))
+
+            nursery.start_soon(go)
+            await trio.sleep(10)
+            abort.set()
+        return result[0]
+
+    outcome = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert outcome == Outcome("killed", None, None, "rangeexpr-s1-7-1")
+    assert ("POST", "/api/jobs/rangeexpr-s1-7-1/stop") in fake.calls
+    assert fake.jobs == {}
+
+
+def test_abort_before_start_submits_nothing(tmp_path: Path) -> None:
+    fake = FakeRay()
+    abort = trio.Event()
+    abort.set()
+    outcome = run_one(fake, lambda: make_attempt(tmp_path, abort=abort))
+    assert outcome.status == "killed"
+    assert [c for c in fake.calls if c[0] == "POST"] == []
+
+
+def test_timeout_stops_the_job_and_is_timed_out(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]))
+
+    async def main() -> tuple[Outcome, float]:
+        async with backend(fake) as b:
+            began = trio.current_time()
+            outcome = await b.run(make_attempt(tmp_path, timeout=4.0))
+            return outcome, trio.current_time() - began
+
+    outcome, took = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert outcome == Outcome("timed_out", None, None, "rangeexpr-s1-7-1")
+    assert 4.0 <= took < 5.5
+    assert fake.calls.count(("POST", "/api/jobs/rangeexpr-s1-7-1/stop")) == 1
+
+
+def test_cancellation_stops_the_ray_job(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]))
+
+    async def main() -> None:
+        async with backend(fake) as b:
+            with trio.move_on_after(3):
+                await b.run(make_attempt(tmp_path))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert fake.jobs["rangeexpr-s1-7-1"].stopped
+
+
+def test_stopped_by_someone_else_is_killed_and_says_so(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING", "STOPPED"], exit_code=None))
+    outcome = run_one(fake, lambda: make_attempt(tmp_path))
+    assert outcome.status == "killed"
+    assert outcome.message == "stopped outside rangeexpr (ray job stop?)"
+
+
+def test_refused_job_fails_with_rays_reason(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/version":
+            return httpx.Response(200, json={"ray_version": "2.60.0"})
+        body = traceback_body("TypeError: entrypoint_num_cpus must be a number")
+        return httpx.Response(400, text=body, headers={"content-type": "text/plain"})
+
+    async def main() -> Outcome:
+        transport = httpx.MockTransport(handler)
+        async with RayBackend("http://head:8265", sweep_id="s1", transport=transport) as b:
+            return await b.run(make_attempt(tmp_path))
+
+    outcome = trio.run(main)
+    assert outcome.status == "failed"
+    assert outcome.message == (
+        "Ray refused the job: HTTP 400: TypeError: entrypoint_num_cpus must be a number"
+    )
+    assert (tmp_path / "7.err").read_text() == (
+        "rangeexpr: Ray: TypeError: entrypoint_num_cpus must be a number\n"
+    )
+
+
+def test_transient_500_is_retried(tmp_path: Path) -> None:
+    fake = FakeRay()
+    failures = [2]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and failures[0]:
+            failures[0] -= 1
+            return httpx.Response(
+                500, text="No available agent to submit job, please try again later."
+            )
+        return fake.handler(request)
+
+    async def main() -> Outcome:
+        transport = httpx.MockTransport(handler)
+        async with RayBackend("http://head:8265", sweep_id="s1", transport=transport) as b:
+            return await b.run(make_attempt(tmp_path))
+
+    outcome = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert outcome.status == "succeeded"
+
+
+def test_error_line_is_the_exception_of_a_traceback() -> None:
+    body = traceback_body("ValueError: Job with submission_id x already exists. Please ...")
+    assert error_line(body) == "ValueError: Job with submission_id x already exists. Please ..."
+    assert error_line("Job x does not exist") == "Job x does not exist"
+    assert error_line("") == "(empty response)"
+
+
+def test_sweep_identity_is_stable_and_distinguishes_sweeps() -> None:
+    a = {"ranges": ["X=range:3"], "exec": "echo $X"}
+    assert sweep_identity(a) == sweep_identity(dict(reversed(a.items())))
+    assert sweep_identity(a) != sweep_identity({**a, "exec": "echo $X!"})
+    assert len(sweep_identity(a)) == 16
+
+
+def test_backend_from_args() -> None:
+    class Args:
+        address = "http://h:1/"
+        entrypoint_num_cpus = 2.0
+
+    b = backend_from_args(Args(), {"ranges": ["X=range:3"]})
+    assert (b.address, b.entrypoint_num_cpus) == ("http://h:1", 2.0)
+    assert b.sweep_id == sweep_identity({"ranges": ["X=range:3"]})
+
+
+def test_through_the_runner_lost_stops_launching(tmp_path: Path) -> None:
+    """In-flight attempts become lost records and the runner launches nothing more."""
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"] * 20 + ["SUCCEEDED"]))
+    log = tmp_path / "log.jsonl"
+
+    async def main() -> Any:
+        async with backend(fake, lost_after=5) as b:
+            joblog = JobLog.create(log, {"source": {}})
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_take_down_after, fake, 3.0)
+                summary = await run_jobs((make_job(i) for i in range(100)), b, 2, joblog=joblog)
+            joblog.close()
+            return summary
+
+    summary = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert (summary.lost, summary.stopped) == (2, "lost")
+    records = [json.loads(line) for line in log.read_text().splitlines()[1:]]
+    assert [r["status"] for r in records] == ["lost", "lost"]
+    assert read_joblog(log).succeeded == frozenset()
+
+
+async def _take_down_after(fake: FakeRay, seconds: float) -> None:
+    await trio.sleep(seconds)
+    fake.down = True
