@@ -297,7 +297,7 @@ def _unclosed_paren(tokens: list[Token]) -> int | None:
     return opened[-1] if opened else None
 
 
-def _explain_syntax(source: str, exc: UnexpectedInput) -> tuple[str, Span]:
+def _explain_syntax(source: str, exc: UnexpectedInput) -> tuple[str, Span | None]:
     """A message in the user's words, and the span it points at, for a lark error."""
     pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(source)
     if isinstance(exc, UnexpectedCharacters):
@@ -322,7 +322,9 @@ def _explain_syntax(source: str, exc: UnexpectedInput) -> tuple[str, Span]:
     span = (len(source), len(source) + 1) if at_end else (pos, pos + len(tok))
     found = "the end of the filter" if at_end else repr(str(tok))
     if not source.strip():
-        return "empty filter: write a condition such as X < 3", (0, 1)
+        return "empty filter: write a condition such as X < 3", None
+    if tok.type == "RPAR" and [t.type for t in tokens[-2:]] == ["IN", "LPAR"]:
+        return "'in ()' needs at least one value, e.g. X in (1, 2)", span
     if expected == {"LPAR"}:
         return (
             f"'in' needs a parenthesized list of values, e.g. X in (1, 2); found {found}",
@@ -551,7 +553,7 @@ def _variables(node: Node) -> Iterable[Var]:
 
 
 def _unknown_name(source: str, var: Var, known: Iterable[str]) -> ParseError:
-    names = sorted(known)
+    names = list(dict.fromkeys(known))
     close = difflib.get_close_matches(var.name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     defined = ", ".join(names) if names else "none"
@@ -581,10 +583,11 @@ class Filter:
         self.ast = parse_filter(source)
         used = list(_variables(self.ast))
         if names is not None:
-            known = frozenset(names)
+            ordered = list(names)
+            known = frozenset(ordered)
             for var in used:
                 if var.name not in known:
-                    raise _unknown_name(source, var, known)
+                    raise _unknown_name(source, var, ordered)
         self.names = frozenset(var.name for var in used)
         self._fn = _compile(self.ast)
 
