@@ -5,8 +5,6 @@ the run-only options and does the running. trio, httpx and rich are imported ins
 functions that need them, so ``rangeexpr check`` never pays for them at start-up.
 """
 
-# ruff: noqa: PLC0415  (trio, rich and the runner are imported lazily, on purpose: see above)
-
 from __future__ import annotations
 
 import argparse
@@ -167,7 +165,7 @@ def _jobs(
     """The sweep's jobs, rendered one at a time as the runner pulls them."""
     from runner import Job
 
-    count = str(_full_size(sweep))
+    count = str(sweep.full_size)
     templates = tuple(env.items())
     for point in sweep:
         if point.index in skip:
@@ -177,13 +175,6 @@ def _jobs(
         extra["RANGEEXPR_INDEX"] = str(point.index)
         extra["RANGEEXPR_COUNT"] = count
         yield Job(point.index, command.argv(point), command.line(point), extra, point)
-
-
-def _full_size(sweep: Sweep) -> int:
-    """The size of the whole sweep a slice or shard was cut from (``RANGEEXPR_COUNT``)."""
-    from . import Sweep
-
-    return Sweep(list(sweep.exprs)).size
 
 
 @dataclass(frozen=True)
@@ -269,10 +260,9 @@ def _backend(args: argparse.Namespace, source: dict[str, Any]) -> Backend:
     if args.backend == "ray":
         if not args.address:
             raise RangeExprError("--backend ray needs --address http://HOST:8265")
-        from runner import _ray  # type: ignore[attr-defined,unused-ignore]
+        from runner._ray import backend_from_args
 
-        backend: Backend = _ray.backend_from_args(args, source)
-        return backend
+        return backend_from_args(args, source)
     from runner import LocalBackend
 
     return LocalBackend()

@@ -33,20 +33,20 @@ class OutputCopier:
     def __init__(self) -> None:
         self._lock = trio.Lock()
 
-    async def copy(self, path: Path, stream: Literal["stdout", "stderr"]) -> None:
-        """Copy ``path`` to the named stream, if the job wrote anything."""
+    async def move(self, path: Path, stream: Literal["stdout", "stderr"]) -> None:
+        """Copy ``path`` to the named stream, then delete it (if the backend made it)."""
         try:
             size = os.stat(path).st_size
         except FileNotFoundError:
             return
-        if size == 0:
-            return
-        async with self._lock:
-            target: IO[str] = getattr(sys, stream)
-            if size > _THREAD_ABOVE:
-                await trio.to_thread.run_sync(_copy, path, target)
-            else:
-                _copy(path, target)
+        if size > 0:
+            async with self._lock:
+                target: IO[str] = getattr(sys, stream)
+                if size > _THREAD_ABOVE:
+                    await trio.to_thread.run_sync(_copy, path, target)
+                else:
+                    _copy(path, target)
+        os.unlink(path)
 
 
 def _copy(path: Path, target: IO[str]) -> None:

@@ -152,11 +152,11 @@ class Runner:
         begin = trio.current_time()
         if self._results_dir is not None:
             self._results_dir.mkdir(parents=True, exist_ok=True)
-            await self._launch_all(jobs, self._results_dir, echo=False)
+            await self._launch_all(jobs, _ByIndex(self._results_dir))
         else:
             tmp = Path(tempfile.mkdtemp(prefix="rangeexpr-"))
             try:
-                await self._launch_all(jobs, tmp, echo=True)
+                await self._launch_all(jobs, _Scratch(tmp))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         slowest = sorted(self._slowest, reverse=True)
@@ -171,7 +171,7 @@ class Runner:
             self._message,
         )
 
-    async def _launch_all(self, jobs: Iterable[Job], out_dir: Path, *, echo: bool) -> None:
+    async def _launch_all(self, jobs: Iterable[Job], files: _Files) -> None:
         limiter = self._limiter
         async with trio.open_nursery() as nursery:
             with self._launch:
@@ -187,15 +187,16 @@ class Runner:
                     if job is None:
                         limiter.release_on_behalf_of(borrower)
                         break
-                    nursery.start_soon(self._run_job, job, borrower, out_dir, echo)
+                    nursery.start_soon(self._run_job, job, borrower, files)
 
-    async def _run_job(self, job: Job, borrower: object, out_dir: Path, echo: bool) -> None:
+    async def _run_job(self, job: Job, borrower: object, files: _Files) -> None:
         self._started += 1
         self._running += 1
+        paths = files.take(job.index)
         try:
             number = 1
             while True:
-                outcome = await self._attempt(job, number, out_dir, echo)
+                outcome = await self._attempt(job, number, paths)
                 if (
                     outcome.status not in _RETRYABLE
                     or number > self._retries
@@ -205,12 +206,12 @@ class Runner:
                 number += 1
             self._finish(job, outcome)
         finally:
+            files.give_back(paths)
             self._running -= 1
             self._limiter.release_on_behalf_of(borrower)
 
-    async def _attempt(self, job: Job, number: int, out_dir: Path, echo: bool) -> Outcome:
-        stdout = out_dir / f"{job.index}.out"
-        stderr = out_dir / f"{job.index}.err"
+    async def _attempt(self, job: Job, number: int, paths: tuple[Path, Path]) -> Outcome:
+        stdout, stderr = paths
         attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort)
         start = time.time()
         began = trio.current_time()
@@ -222,11 +223,9 @@ class Runner:
             heapq.heappush(self._slowest, (duration, job.index, job.command))
         elif self._slowest and duration > self._slowest[0][0]:
             heapq.heapreplace(self._slowest, (duration, job.index, job.command))
-        if echo:
-            await self._copier.copy(stdout, "stdout")
-            await self._copier.copy(stderr, "stderr")
-            stdout.unlink(missing_ok=True)
-            stderr.unlink(missing_ok=True)
+        if self._results_dir is None:
+            await self._copier.move(stdout, "stdout")
+            await self._copier.move(stderr, "stderr")
         return outcome
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
@@ -244,6 +243,43 @@ class Runner:
             self._failed += 1
             if self._halt.triggered(self._failed, self._succeeded + self._failed):
                 self.stop("halt", now=self._halt.when == "now")
+
+
+class _ByIndex:
+    """Output files that stay: ``DIR/<index>.out`` and ``DIR/<index>.err``."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def take(self, index: int) -> tuple[Path, Path]:
+        return self.directory / f"{index}.out", self.directory / f"{index}.err"
+
+    def give_back(self, paths: tuple[Path, Path]) -> None:
+        return None
+
+
+class _Scratch:
+    """Temporary output files, reused: at most ``limit`` jobs run, so that many pairs exist.
+
+    Reusing the pairs saves building two Paths per job, which shows at 10^5 jobs/s.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._free: list[tuple[Path, Path]] = []
+        self._made = 0
+
+    def take(self, index: int) -> tuple[Path, Path]:
+        if self._free:
+            return self._free.pop()
+        self._made += 1
+        return self.directory / f"{self._made}.out", self.directory / f"{self._made}.err"
+
+    def give_back(self, paths: tuple[Path, Path]) -> None:
+        self._free.append(paths)
+
+
+_Files = _ByIndex | _Scratch
 
 
 async def run_jobs(
