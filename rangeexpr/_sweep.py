@@ -24,6 +24,8 @@ from ._parse import parse
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from ._filter import Filter
+
 __all__ = ["Point", "Sweep"]
 
 _BLOCK = 4096
@@ -32,9 +34,9 @@ _BLOCK = 4096
 class _Layout:
     """What every Point of one sweep shares: names, positions, axes and their radices."""
 
-    __slots__ = ("axes", "case_axes", "names", "positions", "sizes", "strides", "total")
+    __slots__ = ("axes", "case_axes", "linked", "names", "positions", "sizes", "strides", "total")
 
-    def __init__(self, axes: Sequence[Axis]):
+    def __init__(self, axes: Sequence[Axis], link: Iterable[Sequence[str]] = ()):
         self.axes = tuple(axes)
         self.names = tuple(a.name for a in axes)
         self.positions = {n: k for k, n in enumerate(self.names)}
@@ -44,6 +46,11 @@ class _Layout:
             strides[k] = strides[k + 1] * self.sizes[k + 1]
         self.strides = tuple(strides)
         self.total = strides[0] * self.sizes[0] if axes else 1
+        self.linked = bool(link)
+        if link:  # linked axes share one digit (see _views.link_strides)
+            from ._views import link_strides
+
+            self.strides, self.total = link_strides(self.axes, link)
         self.case_axes = frozenset(k for k, a in enumerate(axes) if a.kind == "case")
 
     def decode(self, g: int) -> tuple[Value, ...]:
@@ -98,7 +105,9 @@ class Sweep(Sequence[Point]):
 
     __slots__ = ("_indices", "_layout", "exprs")
 
-    def __init__(self, exprs: Iterable[str | RangeExpr] = (), /):
+    def __init__(
+        self, exprs: Iterable[str | RangeExpr] = (), /, *, link: Iterable[Sequence[str]] = ()
+    ):
         parsed = [parse(e) if isinstance(e, str) else e for e in exprs]
         seen: dict[str, RangeExpr] = {}
         for e in parsed:
@@ -110,7 +119,7 @@ class Sweep(Sequence[Point]):
                 )
             seen[e.name] = e
         self.exprs: tuple[str, ...] = tuple(e.source for e in parsed)
-        self._layout = _Layout([axis(e) for e in parsed])
+        self._layout = _Layout([axis(e) for e in parsed], list(link))
         self._indices = range(self._layout.total)
 
     def _view(self, indices: range) -> Sweep:
@@ -181,10 +190,44 @@ class Sweep(Sequence[Point]):
         size = self.size
         return self._view(self._indices[k * size // n : (k + 1) * size // n])
 
+    # -- views: filter, shuffle, sample (rangeexpr/_views.py) ---------------------------
+
+    @property
+    def is_filtered(self) -> bool:
+        """True for a filtered sweep, whose ``size`` is then only an upper bound."""
+        return False
+
+    @property
+    def max_size(self) -> int:
+        """An upper bound on the number of points (``size`` unless filtered)."""
+        return self.size
+
+    def where(self, expr: str | Filter) -> Sweep:
+        """The points where the filter holds; indices stay those of this sweep."""
+        from ._views import where
+
+        return where(self, expr)
+
+    def shuffled(self, seed: int | str) -> Sweep:
+        """Every point once, in a pseudo-random order fixed by ``seed``."""
+        from ._views import shuffled
+
+        return shuffled(self, seed)
+
+    def sample(self, k: int, seed: int | str = 0) -> Sweep:
+        """``k`` distinct points at random: the first ``k`` of ``shuffled(seed)``."""
+        from ._views import sample
+
+        return sample(self, k, seed)
+
     # -- iteration -----------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Point]:
         r = self._indices
+        if self._layout.linked:
+            from ._views import iter_decoded
+
+            return iter_decoded(self, r)
         if r.step == 1:
             return self._iter_block(r.start, r.stop)
         layout = self._layout

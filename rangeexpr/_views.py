@@ -1,0 +1,534 @@
+"""Linked axes, filtered, shuffled and sampled sweeps, all without materializing.
+
+- Linked axes change only the mixed-radix layout: the axes of a group share one digit, at
+  the product position of the group's first member, so decoding, slicing and sharding stay
+  O(number of axes) (``link_strides``).
+- ``FilteredSweep`` keeps the points a ``Filter`` accepts. Its indices stay those of the
+  unfiltered sweep, so slices and shards cut the unfiltered index space and then filter;
+  its ``size`` is an upper bound (``max_size``), ``count()`` scans for the exact number.
+- ``ShuffledSweep`` maps position ``p`` to point ``Shuffle.permute(p)`` of the sweep
+  underneath: random access, slices, shards and resume keep working at any size. A sample
+  of ``k`` is its first ``k`` positions.
+
+Filters always sit outermost (shuffling or sampling a filtered sweep shuffles what is
+underneath, then filters), so every random-access view has a plain index space below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice, repeat
+from typing import TYPE_CHECKING, Any, overload
+
+from ._axes import _range_len
+from ._errors import RangeExprError, SweepError
+from ._filter import Filter
+from ._shuffle import Shuffle, normalize_seed
+from ._sweep import Point, Sweep
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from ._axes import Axis
+    from ._sweep import _Layout
+
+__all__ = [
+    "FilteredSweep",
+    "ShuffledSweep",
+    "add_view_arguments",
+    "apply_view_options",
+    "link_strides",
+    "view_source",
+]
+
+_BATCH = 4096
+_SMALL_AXIS = 1 << 16  # axes up to this size are listed once per iteration, then indexed
+
+
+# ---------------------------------------------------------------------------
+# Linked axes
+# ---------------------------------------------------------------------------
+
+
+def link_strides(
+    axes: Sequence[Axis], link: Iterable[Sequence[str]]
+) -> tuple[tuple[int, ...], int]:
+    """Mixed-radix strides (one per axis) and the total size, with linked axes sharing a digit.
+
+    Each group advances together and takes the product position of its first member; the
+    other axes keep their order. Lengths within a group must be equal.
+    """
+    names = [a.name for a in axes]
+    where = {name: k for k, name in enumerate(names)}
+    anchor = list(range(len(axes)))  # anchor[k]: the axis whose digit axis k uses
+    for names_given in link:
+        group = tuple(names_given)
+        if len(group) < 2:
+            raise SweepError(f"a link needs at least two names, got {','.join(group)!r}")
+        for name in group:
+            if name not in where:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise SweepError(
+                    f"cannot link {name!r}: no range defines it "
+                    f"(the sweep defines: {', '.join(names)}){hint}"
+                )
+        first = where[group[0]]
+        for name in group[1:]:
+            k = where[name]
+            if anchor[k] != k or k == first or anchor[first] != first:
+                raise SweepError(f"{name!r} is linked twice; list each axis in one link only")
+            if axes[k].size != axes[first].size:
+                expr = axes[k].expr
+                raise SweepError(
+                    f"cannot link {group[0]} and {name}: {group[0]} has "
+                    f"{axes[first].size} values but {name} has {axes[k].size}; linked axes "
+                    "advance together, so they need the same length",
+                    expr.source,
+                    (0, len(expr.source)),
+                )
+            anchor[k] = first
+    strides = [0] * len(axes)
+    stride = 1
+    for k in range(len(axes) - 1, -1, -1):  # anchors, last varying fastest
+        if anchor[k] == k:
+            strides[k] = stride
+            stride *= axes[k].size
+    for k, a in enumerate(anchor):
+        strides[k] = strides[a]
+    return tuple(strides), stride
+
+
+def rows_at(layout: _Layout, indices: Sequence[int], cache: dict[int, list[Any]]) -> list[Any]:
+    """The value rows of the points at global ``indices``, decoded a batch at a time.
+
+    ``cache`` keeps the value lists of small axes between batches.
+    """
+    cols: list[Any] = []
+    for k, (a, st, sz) in enumerate(zip(layout.axes, layout.strides, layout.sizes)):
+        digits = [(g // st) % sz for g in indices]
+        if sz <= _SMALL_AXIS:
+            values = cache.get(k)
+            if values is None:
+                values = cache[k] = a.values(0, sz)
+            cols.append(map(values.__getitem__, digits))
+        else:
+            cols.append(map(a._at, digits))
+    return list(zip(*cols)) if cols else [() for _ in indices]
+
+
+def iter_decoded(sweep: Sweep, indices: range) -> Iterator[Point]:
+    """Points at ``indices`` (global), decoded in batches: iteration for linked layouts."""
+    layout = sweep._layout
+    cache: dict[int, list[Any]] = {}
+    for lo in range(0, len(indices), _BATCH):
+        chunk = indices[lo : lo + _BATCH]
+        yield from map(Point, chunk, rows_at(layout, chunk, cache), repeat(layout))
+
+
+# ---------------------------------------------------------------------------
+# The views
+# ---------------------------------------------------------------------------
+
+
+class _View(Sweep):
+    """A sweep defined over another one (``_base``); shares its names, axes and layout."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, base: Sweep) -> None:  # deliberately not Sweep.__init__
+        self._base = base
+        self.exprs = base.exprs
+        self._layout = base._layout
+        self._indices = base.indices
+
+    @property
+    def full_size(self) -> int:
+        return self._base.full_size
+
+    @property
+    def base(self) -> Sweep:
+        """The sweep this view is defined over."""
+        return self._base
+
+    def _view(self, indices: range) -> Sweep:
+        raise TypeError(f"{type(self).__name__} cannot be re-indexed by a range")
+
+
+class FilteredSweep(_View):
+    """The points of ``base`` that ``keep`` accepts, with their unfiltered indices.
+
+    ``size`` (and ``len``) is an upper bound: the size of the sweep underneath, as
+    ``max_size``. ``count()`` gives the exact number by scanning. Slices and shards cut the
+    unfiltered positions and then filter, so every part of a shard plan is the same as
+    without the filter, minus the dropped points. ``filtered[i]`` is the point at position
+    ``i`` of the sweep underneath, or an ``IndexError`` if the filter drops it.
+    """
+
+    __slots__ = ("_keep",)
+
+    def __init__(self, base: Sweep, keep: Filter) -> None:
+        super().__init__(base)
+        self._keep = keep
+
+    @property
+    def filter(self) -> Filter:
+        return self._keep
+
+    @property
+    def is_filtered(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        """An upper bound: the number of points before filtering (see ``count()``)."""
+        return self._base.size
+
+    @property
+    def max_size(self) -> int:
+        return self._base.size
+
+    def count(self, progress: Callable[[int, int], object] | None = None) -> int:
+        """The exact number of kept points, by scanning; ``progress(seen, kept)`` per batch."""
+        kept = seen = 0
+        keep = self._keep
+        points = iter(self._base)
+        while batch := list(islice(points, _BATCH)):
+            seen += len(batch)
+            kept += sum(map(keep, batch))
+            if progress is not None:
+                progress(seen, kept)
+        return kept
+
+    def __repr__(self) -> str:
+        return f"<FilteredSweep {self._keep.source!r} of {self._base!r}>"
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sweep: ...
+    def __getitem__(self, index: int | slice) -> Point | Sweep:
+        if isinstance(index, slice):
+            return FilteredSweep(self._base[index], self._keep)
+        point = self._base[index]
+        if not self._keep(point):
+            raise IndexError(f"point {point.index} is dropped by the filter {self._keep.source!r}")
+        return point
+
+    def shard(self, k: int, n: int) -> Sweep:
+        return FilteredSweep(self._base.shard(k, n), self._keep)
+
+    def __iter__(self) -> Iterator[Point]:
+        return filter(self._keep, self._base)
+
+    def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
+        """The kept points among positions ``[start, stop)``, as ``{name: array}``."""
+        import numpy as np
+
+        positions = range(self.size)[start:stop]
+        mask = np.fromiter(
+            map(self._keep, self._base[positions.start : positions.stop]),
+            dtype=bool,
+            count=len(positions),
+        )
+        return {name: column[mask] for name, column in self._base.arrays(start, stop).items()}
+
+    def where(self, expr: str | Filter) -> Sweep:
+        keep = _as_filter(expr, self)
+        both = Filter(f"({self._keep.source}) and ({keep.source})", names=self.names)
+        return FilteredSweep(self._base, both)
+
+    def shuffled(self, seed: int | str) -> Sweep:
+        return FilteredSweep(self._base.shuffled(seed), self._keep)
+
+    def sample(self, k: int, seed: int | str = 0) -> Sweep:
+        """``k`` kept points at random: the first ``k`` kept ones of the shuffled order."""
+        _check_sample(k, self.size)
+        return _FirstKept(FilteredSweep(self._base.shuffled(seed), self._keep), k)
+
+
+class _FirstKept(_View):
+    """The first ``limit`` points of a filtered sweep (a sample of a filtered sweep).
+
+    Which positions they come from is known only by scanning, so slices and shards of it
+    are refused with a clear error.
+    """
+
+    __slots__ = ("_limit",)
+
+    def __init__(self, base: FilteredSweep, limit: int) -> None:
+        super().__init__(base)
+        self._limit = limit
+
+    @property
+    def is_filtered(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        """An upper bound: ``k``, or fewer if the filter keeps fewer points."""
+        return min(self._limit, self._base.size)
+
+    @property
+    def max_size(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"<first {self._limit} of {self._base!r}>"
+
+    def __iter__(self) -> Iterator[Point]:
+        return islice(self._base, self._limit)
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sweep: ...
+    def __getitem__(self, index: int | slice) -> Point | Sweep:
+        raise self._no_random_access()
+
+    def shard(self, k: int, n: int) -> Sweep:
+        raise self._no_random_access()
+
+    def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
+        raise self._no_random_access()
+
+    @staticmethod
+    def _no_random_access() -> SweepError:
+        return SweepError(
+            "a sample of a filtered sweep has no random access, slices or shards "
+            "(which points it holds is known only by scanning); iterate it, or filter a "
+            "sample of the unfiltered sweep instead"
+        )
+
+
+class ShuffledSweep(_View):
+    """The points of ``base`` in a seeded pseudo-random order, with their own indices.
+
+    Position ``p`` holds ``base[shuffle.permute(p)]``; ``positions`` is the range of
+    shuffled positions this view covers, so slices, shards and samples are O(1).
+    """
+
+    __slots__ = ("_positions", "_shuffle")
+
+    def __init__(self, base: Sweep, shuffle: Shuffle, positions: range | None = None) -> None:
+        super().__init__(base)
+        self._shuffle = shuffle
+        self._positions = range(base.size) if positions is None else positions
+
+    @property
+    def seed(self) -> str:
+        return self._shuffle.seed
+
+    @property
+    def size(self) -> int:
+        return _range_len(self._positions)
+
+    def __repr__(self) -> str:
+        r = self._positions
+        part = f"[{r.start}:{r.stop}:{r.step}]"
+        return f"<ShuffledSweep seed={self.seed!r} {part} of {self._base!r}>"
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sweep: ...
+    def __getitem__(self, index: int | slice) -> Point | Sweep:
+        if isinstance(index, slice):
+            return ShuffledSweep(self._base, self._shuffle, self._positions[index])
+        try:
+            position = self._positions[index]
+        except IndexError:
+            raise IndexError(f"sweep index {index} out of range for {self.size} points") from None
+        return self._base[self._shuffle.permute(position)]
+
+    def shard(self, k: int, n: int) -> Sweep:
+        if not (isinstance(k, int) and isinstance(n, int)) or n < 1 or not 0 <= k < n:
+            raise ValueError(f"shard {k}/{n}: need integers 0 <= K < N")
+        size = self.size
+        part = self._positions[k * size // n : (k + 1) * size // n]
+        return ShuffledSweep(self._base, self._shuffle, part)
+
+    def _base_positions(self, lo: int, hi: int) -> list[int]:
+        """Positions in ``base`` of this view's points ``[lo, hi)``."""
+        r = self._positions[lo:hi]
+        if r.step == 1:
+            return list(self._shuffle.positions(r.start, r.stop))
+        return [self._shuffle.permute(p) for p in r]
+
+    def __iter__(self) -> Iterator[Point]:
+        base = self._base
+        if type(base) is not Sweep:  # a view under the shuffle: its own random access
+            return (base[j] for lo in range(0, self.size, _BATCH) for j in self._batch(lo))
+        return self._iter_plain(base)
+
+    def _batch(self, lo: int) -> list[int]:
+        return self._base_positions(lo, min(self.size, lo + _BATCH))
+
+    def _iter_plain(self, base: Sweep) -> Iterator[Point]:
+        layout = base._layout
+        indices = base.indices
+        cache: dict[int, list[Any]] = {}
+        for lo in range(0, self.size, _BATCH):
+            gs = [indices[j] for j in self._batch(lo)]
+            yield from map(Point, gs, rows_at(layout, gs, cache), repeat(layout))
+
+    def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
+        """Points ``[start, stop)`` of the shuffled order as ``{name: array}``."""
+        import numpy as np
+
+        positions = range(self.size)[start:stop]
+        js = self._base_positions(positions.start, positions.stop)
+        if positions.step != 1:
+            js = js[:: positions.step]
+        base = self._base
+        if type(base) is not Sweep:
+            rows = [base[j] for j in js]
+            return {n: np.array([p[n] for p in rows]) for n in self.names}
+        layout = base._layout
+        gs = [base.indices[j] for j in js]
+        out: dict[str, npt.NDArray[Any]] = {}
+        for a, st, sz in zip(layout.axes, layout.strides, layout.sizes):
+            digits = [(g // st) % sz for g in gs]
+            out[a.name] = a.array(np.array(digits, dtype=np.int64))
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Constructors (called by the methods of Sweep)
+# ---------------------------------------------------------------------------
+
+
+def _as_filter(expr: str | Filter, sweep: Sweep) -> Filter:
+    if isinstance(expr, Filter):
+        return Filter(expr.source, names=sweep.names)
+    if not isinstance(expr, str):
+        raise TypeError(f"a filter is a str, not {type(expr).__name__}")
+    return Filter(expr, names=sweep.names)
+
+
+def _check_sample(k: int, size: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise SweepError(f"a sample size is a whole number >= 0, not {k!r}")
+    if k > size:
+        raise SweepError(f"cannot sample {k} distinct points from a sweep of {size}")
+
+
+def where(sweep: Sweep, expr: str | Filter) -> Sweep:
+    """``sweep.where(expr)``: the points for which the filter holds."""
+    return FilteredSweep(sweep, _as_filter(expr, sweep))
+
+
+def shuffled(sweep: Sweep, seed: int | str) -> Sweep:
+    """``sweep.shuffled(seed)``: every point once, in the seed's pseudo-random order."""
+    return ShuffledSweep(sweep, Shuffle(sweep.size, normalize_seed(seed)))
+
+
+def sample(sweep: Sweep, k: int, seed: int | str = 0) -> Sweep:
+    """``sweep.sample(k, seed)``: ``k`` distinct points, the first ``k`` of the shuffle."""
+    _check_sample(k, sweep.size)
+    return sweep.shuffled(seed)[:k]
+
+
+# ---------------------------------------------------------------------------
+# Command line: --link, --where, --shuffle, --sample, --seed
+# ---------------------------------------------------------------------------
+
+
+def _link_arg(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    if len(names) < 2 or not all(names):
+        raise argparse.ArgumentTypeError(f"expected NAME,NAME[,...], got {text!r}")
+    return names
+
+
+def _count_arg(text: str) -> int:
+    try:
+        k = int(text)
+    except ValueError:
+        k = -1
+    if k < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return k
+
+
+def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--link``, ``--where``, ``--shuffle``, ``--sample`` and ``--seed``."""
+    group = parser.add_argument_group("linking, filtering and ordering the points")
+    group.add_argument(
+        "--link",
+        action="append",
+        type=_link_arg,
+        default=[],
+        metavar="X,Y",
+        help="advance these axes together (same length) instead of as a product; "
+        "the group sits where its first name is (repeatable)",
+    )
+    group.add_argument(
+        "--where",
+        metavar="EXPR",
+        help="keep only the points where EXPR holds, e.g. 'X < Y and MODEL != \"small\"' "
+        "(point indices stay those of the unfiltered sweep)",
+    )
+    group.add_argument(
+        "--shuffle",
+        metavar="SEED",
+        help="visit the points in a pseudo-random order fixed by SEED (same on every machine)",
+    )
+    group.add_argument(
+        "--sample",
+        type=_count_arg,
+        metavar="K",
+        help="only K distinct points chosen at random (the first K of the --seed shuffle)",
+    )
+    group.add_argument(
+        "--seed", metavar="S", help="the seed of --sample (default: --shuffle's, else 0)"
+    )
+
+
+def apply_view_options(sweep: Sweep, args: argparse.Namespace) -> Sweep:
+    """The sweep the options ask for: linked, filtered, then shuffled or sampled.
+
+    Call it on the whole sweep, before ``--slice`` / ``--shard``, so that every machine
+    of a shard plan cuts the same shuffled (or filtered) order.
+    """
+    link = getattr(args, "link", None) or []
+    if link:
+        if sweep.size != sweep.full_size:
+            raise RangeExprError("--link applies to the whole sweep, before slicing")
+        sweep = Sweep(sweep.exprs, link=link)
+    if getattr(args, "where", None) is not None:
+        sweep = sweep.where(args.where)
+    shuffle_seed, sample_k = getattr(args, "shuffle", None), getattr(args, "sample", None)
+    seed = getattr(args, "seed", None)
+    if seed is not None and sample_k is None:
+        raise RangeExprError("--seed goes with --sample K (for a shuffle, use --shuffle SEED)")
+    if sample_k is not None:
+        if seed is not None and shuffle_seed is not None and seed != shuffle_seed:
+            raise RangeExprError(
+                f"--seed {seed} and --shuffle {shuffle_seed} disagree: a sample is the first K "
+                "of the shuffled order, so give one seed"
+            )
+        chosen = seed if seed is not None else shuffle_seed if shuffle_seed is not None else 0
+        return sweep.sample(sample_k, _seed_value(chosen))
+    if shuffle_seed is not None:
+        return sweep.shuffled(_seed_value(shuffle_seed))
+    return sweep
+
+
+def _seed_value(text: int | str) -> int | str:
+    """``--shuffle 42`` is the same seed as ``Sweep.shuffled(42)``."""
+    return normalize_seed(text)
+
+
+def view_source(args: argparse.Namespace) -> dict[str, Any]:
+    """What the view options add to the job log's ``source`` (so --resume checks them)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "link", None):
+        out["link"] = [list(group) for group in args.link]
+    for name in ("where", "shuffle", "sample", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    return out
