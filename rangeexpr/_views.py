@@ -63,23 +63,23 @@ def link_strides(
     names = [a.name for a in axes]
     where = {name: k for k, name in enumerate(names)}
     anchor = list(range(len(axes)))  # anchor[k]: the axis whose digit axis k uses
+    linked: set[str] = set()
     for names_given in link:
         group = tuple(names_given)
         if len(group) < 2:
             raise SweepError(f"a link needs at least two names, got {','.join(group)!r}")
         for name in group:
             if name not in where:
-                close = difflib.get_close_matches(name, names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise SweepError(
                     f"cannot link {name!r}: no range defines it "
-                    f"(the sweep defines: {', '.join(names)}){hint}"
+                    f"(the sweep defines: {', '.join(names)}){_did_you_mean(name, names)}"
                 )
+            if name in linked:
+                raise SweepError(f"{name!r} is linked twice; list each axis in one link only")
+            linked.add(name)
         first = where[group[0]]
         for name in group[1:]:
             k = where[name]
-            if anchor[k] != k or k == first or anchor[first] != first:
-                raise SweepError(f"{name!r} is linked twice; list each axis in one link only")
             if axes[k].size != axes[first].size:
                 expr = axes[k].expr
                 raise SweepError(
@@ -99,6 +99,12 @@ def link_strides(
     for k, a in enumerate(anchor):
         strides[k] = strides[a]
     return tuple(strides), stride
+
+
+def _did_you_mean(name: str, names: Sequence[str]) -> str:
+    same_case = [n for n in names if n.lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def rows_at(layout: _Layout, indices: Sequence[int], cache: dict[int, list[Any]]) -> list[Any]:

@@ -1,0 +1,250 @@
+"""Linked axes, filtered, shuffled and sampled sweeps: each against a plain-Python model."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rangeexpr import Sweep
+from rangeexpr._errors import EvaluationError, ParseError, SweepError
+from rangeexpr._views import FilteredSweep, ShuffledSweep
+
+
+def _rows(sweep: Sweep) -> list[tuple[int, dict[str, object]]]:
+    return [(p.index, dict(p)) for p in sweep]
+
+
+# -- linked axes ------------------------------------------------------------------------
+
+
+def test_linked_axes_are_zip_inside_the_product() -> None:
+    exprs = ["X=range:0,3", "Z=case:a,b", "Y=case:p,q,r", "W=linspace:0,1,3"]
+    sweep = Sweep(exprs, link=[("X", "Y", "W")])
+    xs, zs, ys, ws = (list(Sweep([e]).axis(e[0])) for e in exprs)
+    # The group sits where X (its first member) is: (X, Y, W) slowest, Z fastest.
+    expected = [
+        {"X": x, "Z": z, "Y": y, "W": w} for (x, y, w), z in itertools.product(zip(xs, ys, ws), zs)
+    ]
+    assert sweep.size == 6
+    assert sweep.names == ("X", "Z", "Y", "W")
+    assert [dict(p) for p in sweep] == expected
+    assert [dict(sweep[i]) for i in range(6)] == expected
+    assert [p.index for p in sweep] == list(range(6))
+    assert [dict(p) for p in sweep[2:5]] == expected[2:5]
+    assert [dict(p) for p in sweep.shard(1, 3)] == expected[2:4]
+    assert sweep[3].text("Y") == "q"
+    assert sweep.arrays(0, 6)["Y"].tolist() == [e["Y"] for e in expected]
+
+
+def test_a_linked_group_takes_the_position_of_its_first_member() -> None:
+    sweep = Sweep(["A=range:0,2", "B=range:0,3", "C=range:10,13"], link=[("C", "B")])
+    # C leads the group, so the group is the fastest digit; A stays slowest.
+    assert [(p["A"], p["B"], p["C"]) for p in sweep] == [
+        (a, b, b + 10) for a in range(2) for b in range(3)
+    ]
+
+
+def test_linked_sweeps_stay_lazy_at_any_size() -> None:
+    n = 10**30
+    sweep = Sweep([f"X=range:0,{n}", f"Y=range:{n},{2 * n}", "Z=case:a,b"], link=[("X", "Y")])
+    assert sweep.size == 2 * n
+    point = sweep[2 * n - 1]
+    assert (point["X"], point["Y"], point["Z"]) == (n - 1, 2 * n - 1, "b")
+    assert [p["Y"] - p["X"] for p in sweep.shard(7, 10)[:4]] == [n] * 4
+
+
+def test_linking_axes_of_different_lengths_names_both_lengths() -> None:
+    with pytest.raises(SweepError) as caught:
+        Sweep(["X=range:0,3", "Y=case:a,b"], link=[("X", "Y")])
+    assert caught.value.message == (
+        "cannot link X and Y: X has 3 values but Y has 2; "
+        "linked axes advance together, so they need the same length"
+    )
+    assert caught.value.source == "Y=case:a,b"
+
+
+@pytest.mark.parametrize(
+    ("link", "message"),
+    [
+        ([("X", "Q")], "cannot link 'Q': no range defines it (the sweep defines: X, Y, Z)"),
+        ([("X", "y")], "did you mean 'Y'?"),
+        ([("X",)], "a link needs at least two names"),
+        ([("X", "Y"), ("Z", "Y")], "'Y' is linked twice"),
+        ([("X", "Y"), ("Y", "Z")], "'Y' is linked twice"),
+    ],
+)
+def test_bad_links(link: list[tuple[str, ...]], message: str) -> None:
+    with pytest.raises(SweepError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Sweep(["X=range:0,2", "Y=range:0,2", "Z=range:0,2"], link=link)
+
+
+# -- filters ----------------------------------------------------------------------------
+
+
+def test_a_filtered_sweep_keeps_indices_and_bounds_its_size() -> None:
+    sweep = Sweep(["X=range:0,4", "Y=range:0,4", "M=case:small,big"])
+    kept = sweep.where('X < Y and M != "small"')
+    assert isinstance(kept, FilteredSweep)
+    assert kept.is_filtered and not sweep.is_filtered
+    assert kept.size == kept.max_size == sweep.size == 32
+    expected = [(p.index, dict(p)) for p in sweep if p["X"] < p["Y"] and p["M"] != "small"]
+    assert _rows(kept) == expected
+    assert kept.count() == len(expected) == 6
+    # Slices and shards cut the unfiltered positions, then filter.
+    assert _rows(kept[10:20]) == [r for r in expected if 10 <= r[0] < 20]
+    assert _rows(kept.shard(1, 2)) == [r for r in expected if r[0] >= 16]
+    assert kept[3]["Y"] == 1
+    with pytest.raises(IndexError, match="point 0 is dropped by the filter"):
+        kept[0]
+    assert kept.arrays(0, 8)["Y"].tolist() == [1, 2, 3]
+
+
+def test_filters_combine_and_count_reports_progress() -> None:
+    sweep = Sweep(["X=range:0,10000"])
+    both = sweep.where("X % 2 == 0").where("X < 100")
+    assert [p["X"] for p in both] == list(range(0, 100, 2))
+    seen: list[tuple[int, int]] = []
+    assert both.count(lambda s, k: seen.append((s, k))) == 50
+    assert seen[-1] == (10000, 50)
+
+
+def test_filter_errors_are_found_before_any_point_is_read() -> None:
+    sweep = Sweep(["X=range:0,3", "MODEL=case:a,b"])
+    with pytest.raises(ParseError, match="unknown variable 'Y'"):
+        sweep.where("X < Y")
+    with pytest.raises(ParseError, match="expected a value"):
+        sweep.where("X <")
+
+
+def test_a_type_clash_names_the_point() -> None:
+    kept = Sweep(["X=linspace:0,1,3", "MODEL=case:a,b"]).where("MODEL < X")
+    with pytest.raises(EvaluationError) as caught:
+        list(kept)
+    assert caught.value.message == (
+        "filter failed at point 0 (X=0.0, MODEL='a'): "
+        "'<' is not defined between str 'a' and float 0.0"
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=st.integers(1, 6),
+    b=st.integers(1, 6),
+    cut=st.integers(-3, 8),
+    op=st.sampled_from(["<", "<=", "==", "!=", ">"]),
+    start=st.integers(0, 40),
+    stop=st.integers(0, 40),
+)
+def test_a_filtered_sweep_is_the_sweep_filtered_in_python(
+    *, a: int, b: int, cut: int, op: str, start: int, stop: int
+) -> None:
+    """Law: sweep.where(e) == [p for p in sweep if e(p)], also for slices and shuffles."""
+    sweep = Sweep([f"X=range:0,{a}", f"Y=arange:0,{b}", "L=case:u,v"])
+    expr = f"X + Y {op} {cut} or L == 'v' and X == Y"
+
+    def holds(p: dict[str, object]) -> bool:
+        x, y = p["X"], p["Y"]
+        assert isinstance(x, int) and isinstance(y, int)
+        left = x + y
+        cmp = {"<": left < cut, "<=": left <= cut, "==": left == cut}
+        cmp |= {"!=": left != cut, ">": left > cut}
+        return cmp[op] or (p["L"] == "v" and x == y)
+
+    assert _rows(sweep.where(expr)) == [r for r in _rows(sweep) if holds(r[1])]
+    assert _rows(sweep.where(expr)[start:stop]) == [
+        r for r in _rows(sweep[start:stop]) if holds(r[1])
+    ]
+    assert _rows(sweep.where(expr).shuffled(7)) == [
+        r for r in _rows(sweep.shuffled(7)) if holds(r[1])
+    ]
+
+
+# -- shuffle and sample -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 1000, 4097])
+def test_a_shuffled_sweep_visits_every_point_once_and_agrees_with_random_access(
+    size: int,
+) -> None:
+    sweep = Sweep([f"X=range:0,{size}", "Y=case:a,b"])
+    shuffled = sweep.shuffled("s")
+    assert isinstance(shuffled, ShuffledSweep)
+    rows = _rows(shuffled)
+    assert sorted(rows, key=lambda r: r[0]) == _rows(sweep)
+    assert [(shuffled[i].index, dict(shuffled[i])) for i in range(shuffled.size)] == rows
+    assert _rows(shuffled[3:50:2]) == rows[3:50:2]
+    parts = [_rows(shuffled.shard(k, 3)) for k in range(3)]
+    assert parts[0] + parts[1] + parts[2] == rows
+    assert shuffled.arrays(0, 10)["X"].tolist() == [r[1]["X"] for r in rows[:10]]
+    assert shuffled[-1].index == rows[-1][0]
+
+
+def test_the_shuffle_of_a_slice_or_linked_sweep_is_a_permutation_of_it() -> None:
+    sweep = Sweep(["X=range:0,50", "Y=range:0,50", "Z=range:0,50"], link=[("X", "Z")])
+    part = sweep[100:2000:3]
+    assert sorted(_rows(part.shuffled(1))) == _rows(part)
+    assert sorted(_rows(sweep.shuffled(2))) == _rows(sweep)
+
+
+def test_a_huge_shuffled_sweep_keeps_random_access() -> None:
+    sweep = Sweep(["X=range:0,1000000000000000", "Y=range:0,1000000000000000"])
+    shuffled = sweep.shuffled(42)
+    assert shuffled.size == 10**30
+    first = list(itertools.islice(shuffled, 5))
+    assert [shuffled[i].index for i in range(5)] == [p.index for p in first]
+    assert shuffled[10**30 - 1].index < 10**30
+    assert list(shuffled.shard(999, 1000)[:2]) == [shuffled[999 * 10**27 + i] for i in range(2)]
+
+
+def test_the_same_seed_gives_the_same_order_and_int_seeds_equal_their_text() -> None:
+    sweep = Sweep(["X=range:0,100"])
+    assert _rows(sweep.shuffled(5)) == _rows(sweep.shuffled("5"))
+    assert _rows(sweep.shuffled(5)) != _rows(sweep.shuffled(6))
+
+
+def test_a_sample_is_the_first_k_of_the_shuffle() -> None:
+    sweep = Sweep(["X=range:0,1000", "Y=case:a,b,c"])
+    sample = sweep.sample(50, seed=9)
+    rows = _rows(sample)
+    assert rows == _rows(sweep.shuffled(9))[:50]
+    assert len({r[0] for r in rows}) == 50
+    assert sample.size == 50
+    assert _rows(sample.shard(1, 2)) == rows[25:]
+    assert sweep.sample(0, 1).size == 0
+    assert sweep.sample(3000, 1).size == 3000
+
+
+def test_sampling_more_than_the_sweep_holds_is_an_error() -> None:
+    with pytest.raises(SweepError, match="cannot sample 11 distinct points from a sweep of 10"):
+        Sweep(["X=range:0,10"]).sample(11, 0)
+    with pytest.raises(SweepError, match="whole number"):
+        Sweep(["X=range:0,10"]).sample(-1, 0)
+
+
+def test_a_sample_of_a_filtered_sweep_has_k_kept_points() -> None:
+    sweep = Sweep(["X=range:0,100"])
+    sample = sweep.where("X % 10 == 0").sample(4, 3)
+    rows = _rows(sample)
+    assert len(rows) == 4
+    assert all(r[1]["X"] % 10 == 0 for r in rows)
+    assert rows == [r for r in _rows(sweep.shuffled(3)) if r[1]["X"] % 10 == 0][:4]
+    assert sample.is_filtered
+    assert list(sweep.where("X > 97").sample(5, 3)) == list(sweep.where("X > 97").shuffled(3))
+    with pytest.raises(SweepError, match="no random access"):
+        sample.shard(0, 2)
+
+
+def test_sampling_is_roughly_uniform() -> None:
+    # 10 000 draws from 10**12 points, counted in 20 bins of X; 43.82 is the 0.999
+    # quantile of chi-square with 19 degrees of freedom.
+    sweep = Sweep(["X=range:0,1000000", "Y=range:0,1000000"])
+    counts = [0] * 20
+    for point in sweep.sample(10_000, seed=1):
+        x = point["X"]
+        assert isinstance(x, int)
+        counts[x * 20 // 1_000_000] += 1
+    expected = 10_000 / 20
+    assert sum((c - expected) ** 2 / expected for c in counts) < 43.82
