@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,3 +321,61 @@ def test_a_billion_point_sweep_runs_in_flat_memory(tmp_path: Path) -> None:
     done = int(err.split(" succeeded")[0].rsplit(" ", 1)[-1])
     assert done > 500  # it really ran jobs all along
     assert peak < 100 * 2**20, f"peak RSS {peak / 2**20:.1f} MiB"
+
+
+def run_on_terminal(*args: str, cwd: Path, stdout_too: bool) -> tuple[int, str, str]:
+    """Run with stderr (and optionally stdout) on a pseudo-terminal; (rc, stdout, terminal)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rangeexpr", "run", *args],
+        cwd=cwd,
+        env={**ENV, "COLUMNS": "120"},
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stdout_too else subprocess.PIPE,
+        stderr=slave,
+    )
+    os.close(slave)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(timeout=30), out, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("stdout_too", [False, True], ids=["stderr-tty", "both-tty"])
+def test_progress_bar_on_a_terminal(tmp_path: Path, stdout_too: bool) -> None:
+    rc, out, terminal = run_on_terminal(
+        "-r",
+        "X=range:20",
+        "-j",
+        "4",
+        "--exec",
+        "sh -c 'echo job $X; sleep 0.05'",
+        cwd=tmp_path,
+        stdout_too=stdout_too,
+    )
+    assert rc == 0
+    assert "20/20" in terminal
+    assert "jobs/s" in terminal
+    assert "0 failed, 0 running" in terminal
+    jobs_seen = re.findall(r"job (\d+)\r?\n", terminal if stdout_too else out)
+    assert sorted(map(int, jobs_seen)) == list(range(20))
+    assert "rangeexpr: 20 succeeded, 0 failed, 0 skipped" in terminal
+
+
+def test_no_progress_keeps_the_terminal_clean(tmp_path: Path) -> None:
+    rc, _, terminal = run_on_terminal(
+        "--no-progress", "-r", "X=range:3", "--exec", "true $X", cwd=tmp_path, stdout_too=False
+    )
+    assert rc == 0
+    assert "jobs/s" not in terminal
+    assert terminal.startswith("rangeexpr: 3 succeeded")
