@@ -37,6 +37,10 @@ def _range_len(r: range) -> int:
 
 
 class Axis(Sequence[Value]):
+    # Subclasses take the parsed expression: ``Kind(expr)``.
+    def __init__(self, expr: RangeExpr) -> None:
+        raise NotImplementedError
+
     """One named axis of a sweep: a lazy, immutable Sequence of typed values.
 
     ``size`` is exact for any length; ``len()`` works where it fits, as for ``range``.
@@ -435,7 +439,8 @@ class LogspaceAxis(Axis):
     def array(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         import numpy as np
 
-        return np.power(self._base, self._lin.array(indices))
+        out: npt.NDArray[np.float64] = np.power(self._base, self._lin.array(indices))
+        return out
 
 
 class GeomspaceAxis(Axis):
@@ -500,7 +505,8 @@ class GeomspaceAxis(Axis):
         out[indices == 0] = self._start
         if self.size > 1:
             out[indices == self.size - 1] = self._stop
-        return out * self._sign
+        signed: npt.NDArray[np.float64] = out * self._sign
+        return signed
 
 
 _KINDS: dict[str, type[Axis]] = {

@@ -131,7 +131,7 @@ def _check_numeric_args(source: str, kind: str, kind_span: Span, args: tuple[Arg
                 )
     if kind in ("linspace", "logspace", "geomspace"):
         num = args[2]
-        if not isinstance(num, Arg) or isinstance(num.value, float):
+        if not isinstance(num.value, int):
             raise ParseError(f"{kind} NUM must be an integer, got {num.text}", source, num.span)
         if num.value < 0:
             raise ParseError(f"{kind} NUM must not be negative, got {num.text}", source, num.span)

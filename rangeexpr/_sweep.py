@@ -20,6 +20,7 @@ from ._ast import RangeExpr, Value
 from ._axes import Axis, _range_len, axis
 from ._errors import SweepError
 from ._parse import parse
+from ._text import format_value
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -62,42 +63,38 @@ class _Layout:
 class Point(Mapping[str, Value]):
     """One point of a sweep: an immutable Mapping name -> typed value, with its index."""
 
-    __slots__ = ("_layout", "index", "values")
+    __slots__ = ("_index", "_layout", "_row")
 
-    def __init__(self, index: int, values: tuple[Value, ...], layout: _Layout):
-        self.index = index
-        self.values = values
+    def __init__(self, index: int, row: tuple[Value, ...], layout: _Layout):
+        self._index = index
+        self._row = row  # the values in the sweep's name order
         self._layout = layout
 
+    @property
+    def index(self) -> int:
+        """The point's index in the full sweep (stable across slices, shards and filters)."""
+        return self._index
+
     def __getitem__(self, name: str) -> Value:
-        return self.values[self._layout.positions[name]]
+        return self._row[self._layout.positions[name]]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._layout.names)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._row)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={v!r}" for n, v in zip(self._layout.names, self.values))
-        return f"Point({self.index}: {inner})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_plain_point, (self.index, dict(self)))
+        inner = ", ".join(f"{n}={v!r}" for n, v in zip(self._layout.names, self._row))
+        return f"Point({self._index}: {inner})"
 
     def text(self, name: str) -> str:
         """The text a template writes for ``name``: a case value exactly as written."""
         layout = self._layout
         k = layout.positions[name]
         if k in layout.case_axes:
-            return layout.axes[k].text((self.index // layout.strides[k]) % layout.sizes[k])
-        from ._text import format_value
-
-        return format_value(self.values[k])
-
-
-def _plain_point(index: int, values: dict[str, Value]) -> dict[str, Any]:
-    return {"index": index, **values}
+            return layout.axes[k].text((self._index // layout.strides[k]) % layout.sizes[k])
+        return format_value(self._row[k])
 
 
 class Sweep(Sequence[Point]):

@@ -126,8 +126,14 @@ def _malformed(source: str, at: int) -> TemplateError:
         end = close + 1 if close >= 0 else len(source)
         what = "unclosed ${" if close < 0 else f"malformed placeholder {source[at:end]!r}"
         return TemplateError(f"{what}; {_DOLLAR_HINT}", source, (at, end))
-    what = "a lone $ at the end" if not nxt else f"malformed placeholder '${nxt}'"
-    return TemplateError(f"{what}; {_DOLLAR_HINT}", source, (at, at + 1 + len(nxt)))
+    if not nxt or nxt.isspace():
+        where = "at the end" if not nxt else "before a space"
+        return TemplateError(f"a lone $ {where}; {_DOLLAR_HINT}", source, (at, at + 1))
+    return TemplateError(
+        f"malformed placeholder '${nxt}': a name starts with a letter or '_'; {_DOLLAR_HINT}",
+        source,
+        (at, at + 2),
+    )
 
 
 class Command:

@@ -120,7 +120,9 @@ nonzero = st.one_of(
 
 @settings(max_examples=200, deadline=None)
 @given(start=nonzero, stop=nonzero, negative=st.booleans(), num=nums, data=st.data())
-def test_geomspace(start: float, stop: float, negative: bool, num: int, data: st.DataObject) -> None:
+def test_geomspace(
+    start: float, stop: float, negative: bool, num: int, data: st.DataObject
+) -> None:
     if negative:
         start, stop = -start, -stop
     expected = np.geomspace(start, stop, num)
