@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any, overload
 
+import numpy as np
+
 from ._axes import _range_len
 from ._errors import RangeExprError, SweepError
 from ._filter import Filter
@@ -45,6 +47,7 @@ __all__ = [
 
 _BATCH = 4096
 _SMALL_AXIS = 1 << 16  # axes up to this size are listed once per iteration, then indexed
+_INT64_SAFE = 1 << 62  # global indices below this are decoded with numpy int64 arithmetic
 
 
 # ---------------------------------------------------------------------------
@@ -107,21 +110,34 @@ def _did_you_mean(name: str, names: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def rows_at(layout: _Layout, indices: Sequence[int], cache: dict[int, list[Any]]) -> list[Any]:
+def rows_at(
+    layout: _Layout,
+    indices: Sequence[int],
+    cache: dict[int, list[Any]],
+    as_array: npt.NDArray[np.int64] | None = None,
+) -> list[Any]:
     """The value rows of the points at global ``indices``, decoded a batch at a time.
 
-    ``cache`` keeps the value lists of small axes between batches.
+    ``cache`` keeps the value lists of small axes between batches. ``as_array``, the same
+    indices as int64 (when they fit), lets numpy compute the digits and large axes' values.
     """
     cols: list[Any] = []
     for k, (a, st, sz) in enumerate(zip(layout.axes, layout.strides, layout.sizes)):
-        digits = [(g // st) % sz for g in indices]
-        if sz <= _SMALL_AXIS:
-            values = cache.get(k)
-            if values is None:
-                values = cache[k] = a.values(0, sz)
-            cols.append(map(values.__getitem__, digits))
+        if as_array is not None:
+            digit_array = (as_array // st) % sz
+            if sz > _SMALL_AXIS:
+                cols.append(a.array(digit_array).tolist())
+                continue
+            digits = digit_array.tolist()
         else:
-            cols.append(map(a._at, digits))
+            digits = [(g // st) % sz for g in indices]
+            if sz > _SMALL_AXIS:
+                cols.append(map(a._at, digits))
+                continue
+        values = cache.get(k)
+        if values is None:
+            values = cache[k] = a.values(0, sz)
+        cols.append(map(values.__getitem__, digits))
     return list(zip(*cols)) if cols else [() for _ in indices]
 
 
@@ -129,9 +145,15 @@ def iter_decoded(sweep: Sweep, indices: range) -> Iterator[Point]:
     """Points at ``indices`` (global), decoded in batches: iteration for linked layouts."""
     layout = sweep._layout
     cache: dict[int, list[Any]] = {}
+    fits = layout.total < _INT64_SAFE
     for lo in range(0, len(indices), _BATCH):
         chunk = indices[lo : lo + _BATCH]
-        yield from map(Point, chunk, rows_at(layout, chunk, cache), repeat(layout))
+        if fits:
+            as_array = np.arange(chunk.start, chunk.stop, chunk.step, dtype=np.int64)
+            rows = rows_at(layout, chunk, cache, as_array)
+        else:
+            rows = rows_at(layout, chunk, cache)
+        yield from map(Point, chunk, rows, repeat(layout))
 
 
 # ---------------------------------------------------------------------------
@@ -231,8 +253,6 @@ class FilteredSweep(_View):
 
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
         """The kept points among positions ``[start, stop)``, as ``{name: array}``."""
-        import numpy as np
-
         positions = range(self.size)[start:stop]
         mask = np.fromiter(
             map(self._keep, self._base[positions.start : positions.stop]),
@@ -374,16 +394,26 @@ class ShuffledSweep(_View):
 
     def _iter_plain(self, base: Sweep) -> Iterator[Point]:
         layout = base._layout
-        indices = base.indices
+        r = base.indices
+        positions = self._positions
+        # numpy all the way when the shuffle and every global index fit in 64-bit ints
+        fast = self._shuffle.bits <= 64 and layout.total < _INT64_SAFE and positions.step == 1
         cache: dict[int, list[Any]] = {}
         for lo in range(0, self.size, _BATCH):
-            gs = [indices[j] for j in self._batch(lo)]
-            yield from map(Point, gs, rows_at(layout, gs, cache), repeat(layout))
+            if fast:
+                part = positions[lo : lo + _BATCH]
+                batch = np.arange(part.start, part.stop, dtype=np.uint64)
+                js = self._shuffle.permute_array(batch).astype(np.int64)
+                as_array = r.start + js * r.step
+                gs = as_array.tolist()
+                rows = rows_at(layout, gs, cache, as_array)
+            else:
+                gs = [r[j] for j in self._batch(lo)]
+                rows = rows_at(layout, gs, cache)
+            yield from map(Point, gs, rows, repeat(layout))
 
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
         """Points ``[start, stop)`` of the shuffled order as ``{name: array}``."""
-        import numpy as np
-
         positions = range(self.size)[start:stop]
         js = self._base_positions(positions.start, positions.stop)
         if positions.step != 1:

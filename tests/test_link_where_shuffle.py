@@ -248,3 +248,31 @@ def test_sampling_is_roughly_uniform() -> None:
         counts[x * 20 // 1_000_000] += 1
     expected = 10_000 / 20
     assert sum((c - expected) ** 2 / expected for c in counts) < 43.82
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "A=range:-5,1000000000,7",
+        "A=arange:0.5,70000.5,0.25",
+        "A=arange:0,300000",
+        "A=linspace:-1,1,100001",
+        "A=logspace:0,3,70001",
+        "A=geomspace:1,1000,70001",
+    ],
+)
+def test_batch_decoding_of_large_axes_equals_random_access(expr: str) -> None:
+    # Large axes are decoded with numpy in batches; values and types must be exactly those
+    # of random access (Axis._at), for every kind.
+    sweep = Sweep([expr, "B=case:1,x,2.5"])
+    shuffled = sweep.shuffled(3)
+    head = list(itertools.islice(shuffled, 3000))
+    for point in head[::7]:
+        expected = sweep[point.index]
+        assert dict(point) == dict(expected)
+        assert [type(v) for v in point.values()] == [type(v) for v in expected.values()]
+    linked = Sweep([expr, expr.replace("A=", "C=")], link=[("A", "C")])
+    for point in itertools.islice(linked[5000:], 0, 3000, 11):
+        expected = linked[point.index]
+        assert dict(point) == dict(expected)
+        assert [type(v) for v in point.values()] == [type(v) for v in expected.values()]
