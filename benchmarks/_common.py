@@ -35,9 +35,17 @@ def interleaved(
     return statistics.median(a), statistics.median(b)
 
 
-def report(name: str, ratio: float, target: float, detail: str = "") -> None:
-    """Print one line: the ratio (higher is better for us), the target, and whether it is met."""
-    ok = ratio >= target
+def report(
+    name: str, ratio: float, target: float, detail: str = "", *, at_most: bool = False
+) -> None:
+    """Print one line: the ratio, the target, and whether it is met.
+
+    By default the ratio is our speed over the baseline's (higher is better, target is a
+    minimum); with ``at_most=True`` it is our time over the baseline's (target a maximum).
+    """
+    ok = ratio <= target if at_most else ratio >= target
     RESULTS.append((name, ratio, target, ok))
     mark = "ok  " if ok else "MISS"
-    print(f"{mark} {name}: {ratio:.2f}x (target >= {target:g}x){'  ' + detail if detail else ''}")
+    bound = "<=" if at_most else ">="
+    extra = f"  {detail}" if detail else ""
+    print(f"{mark} {name}: {ratio:.2f}x (target {bound} {target:g}x){extra}", flush=True)

@@ -12,7 +12,7 @@ as the full array.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from ._ast import RangeExpr, Span, Value
@@ -107,6 +107,10 @@ class Axis(Sequence[Value]):
         """Element ``i``, with ``0 <= i < size`` already checked."""
         raise NotImplementedError
 
+    def _getter(self) -> Callable[[int], Value]:
+        """The fastest callable for element i (``0 <= i < size``), for random access."""
+        return self._at
+
     def values(self, start: int, stop: int) -> list[Value]:
         """Elements ``[start, stop)`` as a list (``0 <= start <= stop <= size``)."""
         return [self._at(i) for i in range(start, stop)]
@@ -162,6 +166,9 @@ class CaseAxis(Axis):
     def _at(self, i: int) -> Value:
         return self._values[i]
 
+    def _getter(self) -> Callable[[int], Value]:
+        return self._values.__getitem__
+
     def values(self, start: int, stop: int) -> list[Value]:
         return list(self._values[start:stop])
 
@@ -196,6 +203,9 @@ class RangeAxis(Axis):
 
     def _at(self, i: int) -> Value:
         return self._range[i]
+
+    def _getter(self) -> Callable[[int], Value]:
+        return self._range.__getitem__
 
     def values(self, start: int, stop: int) -> list[Value]:
         return list(self._range[start:stop])
@@ -397,6 +407,9 @@ class LinspaceAxis(Axis):
 
     def _at(self, i: int) -> Value:
         return self._lin.at(i)
+
+    def _getter(self) -> Callable[[int], Value]:
+        return self._lin.at
 
     def values(self, start: int, stop: int) -> list[Value]:
         return list(self._lin.values(start, stop))

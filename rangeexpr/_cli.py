@@ -220,7 +220,7 @@ def _checked_templates(
 def _check(args: argparse.Namespace) -> int:
     sweep = _sweep(args)
     _, _, warnings = _checked_templates(args, sweep)
-    rows = [("NAME", "KIND", "LENGTH", "FIRST", "LAST")]
+    rows: list[tuple[str, ...]] = [("NAME", "KIND", "LENGTH", "FIRST", "LAST")]
     for ax in sweep.axes:
         rows.append((ax.name, ax.kind, str(ax.size), ax.text(0), ax.text(-1)))
     _print_table(rows, sys.stdout, right={2})

@@ -12,7 +12,7 @@ chunk of the next axis, and lets ``itertools.product`` build the tuples in C.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import count, islice, product, repeat
 from typing import TYPE_CHECKING, Any, overload
 
@@ -35,7 +35,17 @@ _BLOCK = 4096
 class _Layout:
     """What every Point of one sweep shares: names, positions, axes and their radices."""
 
-    __slots__ = ("axes", "case_axes", "linked", "names", "positions", "sizes", "strides", "total")
+    __slots__ = (
+        "axes",
+        "case_axes",
+        "getters",
+        "linked",
+        "names",
+        "positions",
+        "sizes",
+        "strides",
+        "total",
+    )
 
     def __init__(self, axes: Sequence[Axis], link: Iterable[Sequence[str]] = ()):
         self.axes = tuple(axes)
@@ -53,11 +63,27 @@ class _Layout:
 
             self.strides, self.total = link_strides(self.axes, link)
         self.case_axes = frozenset(k for k, a in enumerate(axes) if a.kind == "case")
+        self.getters = tuple(zip([a._getter() for a in self.axes], self.strides, self.sizes))
 
     def decode(self, g: int) -> tuple[Value, ...]:
-        return tuple(
-            a._at((g // st) % sz) for a, st, sz in zip(self.axes, self.strides, self.sizes)
-        )
+        return tuple([at((g // st) % sz) for at, st, sz in self.getters])
+
+    def text_getter(self, name: str) -> Callable[[tuple[Value, ...], int], str]:
+        """A function ``(row, index) -> text`` for one variable, for fast template rendering."""
+        k = self.positions[name]
+        axis = self.axes[k]
+        if k in self.case_axes:
+            texts = [axis.text(i) for i in range(axis.size)]
+            st, sz = self.strides[k], self.sizes[k]
+            return lambda row, index: texts[(index // st) % sz]
+        if axis.kind == "range" or (axis.kind == "arange" and isinstance(axis[0], int)):
+            return lambda row, index: str(row[k])
+
+        def float_text(row: tuple[Value, ...], index: int) -> str:
+            text = repr(row[k])
+            return text[:-2] if text.endswith(".0") else text
+
+        return float_text
 
 
 class Point(Mapping[str, Value]):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._ast import Span, Value
 from ._errors import TemplateError
+from ._sweep import Point
 from ._text import format_value
 
 if TYPE_CHECKING:
-    from ._sweep import Sweep
+    from ._sweep import Sweep, _Layout
+
+_Getter = Callable[[tuple[Value, ...], int], str]
 
 __all__ = ["Command", "Field", "Template"]
 
@@ -46,7 +49,7 @@ class Field:
 class Template:
     """A string with ``$NAME`` placeholders, rendered from a Point or any Mapping."""
 
-    __slots__ = ("_format", "fields", "names", "source")
+    __slots__ = ("_format", "_plans", "fields", "names", "source")
 
     def __init__(self, source: str, /):
         self.source = source
@@ -66,6 +69,7 @@ class Template:
                 out.append("%s")
         out.append(source[pos:].replace("%", "%%"))
         self._format = "".join(out)
+        self._plans: dict[int, tuple[object, list[_Getter]]] = {}
         self.fields = tuple(fields)
         self.names = frozenset(f.name for f in fields)
 
@@ -77,6 +81,9 @@ class Template:
         return self._format % self._texts(values)
 
     def _texts(self, values: Mapping[str, Value]) -> tuple[str, ...]:
+        if isinstance(values, Point):
+            row, index = values._row, values._index
+            return tuple([get(row, index) for get in self._plan(values._layout)])
         text = getattr(values, "text", None)
         out = []
         for f in self.fields:
@@ -87,6 +94,24 @@ class Template:
             else:
                 out.append(format_value(values[f.name]))
         return tuple(out)
+
+    def _plan(self, layout: _Layout) -> list[_Getter]:
+        """One text getter per field for the points of one sweep, built once per sweep."""
+        entry = self._plans.get(id(layout))
+        if entry is not None and entry[0] is layout:
+            return entry[1]
+        plan = [
+            layout.text_getter(f.name) if f.spec is None else self._spec_getter(layout, f)
+            for f in self.fields
+        ]
+        if len(self._plans) > 8:
+            self._plans.clear()
+        self._plans[id(layout)] = (layout, plan)
+        return plan
+
+    def _spec_getter(self, layout: _Layout, f: Field) -> _Getter:
+        k, source = layout.positions[f.name], self.source
+        return lambda row, index: _formatted(row[k], f, source)
 
     def check(self, sweep: Sweep, /) -> None:
         """Raise TemplateError for a name no range defines or a spec its values reject."""

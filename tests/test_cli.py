@@ -106,5 +106,16 @@ def test_console_script_and_module_agree() -> None:
     exe = shutil.which("rangeexpr")
     if exe is None:
         pytest.skip("the console script is not installed (pip install -e .)")
-    r = subprocess.run([exe, "expand", "X=range:2", "--count"], capture_output=True, text=True)
+    r = subprocess.run(
+        [exe, "expand", "X=range:2", "--count"], capture_output=True, text=True, check=False
+    )
     assert r.stdout == "2\n"
+
+
+def test_import_and_check_do_not_load_the_runner() -> None:
+    code = (
+        "import sys, rangeexpr._cli as c; c.main(['check', 'X=case:a,b']);"
+        "print(sorted(m for m in ('trio', 'httpx', 'rich') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines()[-1] == "[]"
