@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import string
-from functools import reduce
 
 import numpy as np
 from _common import interleaved, report
