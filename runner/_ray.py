@@ -8,8 +8,9 @@ No Ray client in our process: ``httpx.AsyncClient`` under trio talks to the dash
 Idempotent: the ``submission_id`` is derived from the sweep's identity, the point index and
 the attempt number, so a resubmission after a lost response, or a ``--resume`` after a
 crash, finds the job that already exists (Ray's 500 "already exists") and follows it
-instead of running it twice. Terminal jobs are deleted once their outcome is known, so a
-resumed run re-runs failed points instead of finding their old jobs.
+instead of running it twice. Terminal jobs are deleted a few seconds after their outcome is
+known (at the latest when the backend closes), so a resumed run re-runs failed points
+instead of finding their old jobs.
 
 Each job is polled by id with backoff (never the list of every job); its log is fetched
 once at the end, with the two lines Ray writes into it removed wherever they stand. Ray
@@ -24,6 +25,7 @@ Abort (Ctrl-C, ``--halt now``), a timeout, or cancellation stop the Ray job with
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -83,7 +85,8 @@ class RayBackend:
     injected, e.g. an ``httpx.MockTransport`` in tests. Times are in seconds: polling
     starts at ``poll_initial`` and backs off to ``poll_max``; a head that fails every
     request for ``lost_after`` makes the attempt "lost"; a stop that Ray has not carried
-    out after ``stop_wait`` is given up on.
+    out after ``stop_wait`` is given up on; terminal jobs are deleted ``delete_delay``
+    after they end (see ``_delete_due``).
     """
 
     name = "ray"
@@ -100,6 +103,7 @@ class RayBackend:
         poll_max: float = 1.0,
         lost_after: float = 15.0,
         stop_wait: float = 30.0,
+        delete_delay: float = 3.0,
         http_timeout: float = 10.0,
     ):
         self.address = address.rstrip("/")
@@ -109,6 +113,8 @@ class RayBackend:
         self.poll_max = poll_max
         self.lost_after = lost_after
         self.stop_wait = stop_wait
+        self.delete_delay = delete_delay
+        self._deletions: collections.deque[tuple[float, str]] = collections.deque()
         self._transport = transport
         self._http_timeout = http_timeout
         self._owns_client = client is None
@@ -150,6 +156,9 @@ class RayBackend:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._api is not None and self._deletions:
+            with trio.move_on_after(self.delete_delay + 10):
+                await self._delete_due(everything=True)
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -162,9 +171,7 @@ class RayBackend:
             return Outcome("killed", None, backend_id=sid, message="not submitted: stopping")
         submitted = False
         try:
-            # JobExists: an earlier submission got through (lost response, resume): follow it.
-            with contextlib.suppress(JobExists):
-                await self._retrying(lambda: self._submit(sid, attempt), "submitting")
+            await self._submit_or_follow(sid, attempt)
             submitted = True
             info, stopping = await self._wait(sid, attempt)
         except _Lost as lost:
@@ -180,7 +187,47 @@ class RayBackend:
             raise
         outcome = _outcome(info, stopping, sid)
         await self._collect(sid, job.command, attempt)
+        self._deletions.append((trio.current_time() + self.delete_delay, sid))
+        await self._delete_due()
         return outcome
+
+    async def _submit_or_follow(self, sid: str, attempt: Attempt) -> None:
+        """Submit; if the id exists already (lost response, resume), follow that job.
+
+        A job under our id whose entrypoint is not ours is a ghost Ray wrote after an
+        early delete (entrypoint "Entrypoint not found.") or someone else's: a terminal
+        one is deleted and we submit again; a running one is refused.
+        """
+        for _ in range(2):
+            try:
+                await self._retrying(lambda: self._submit(sid, attempt), "submitting")
+                return
+            except JobExists:
+                info = await self._retrying(lambda: self.api.info(sid), "polling")
+                if info.entrypoint == attempt.job.command:
+                    return
+                if not info.terminal:
+                    raise RayApiError(
+                        409, f"the submission id {sid} is taken by another job"
+                    ) from None
+                await self._retrying(lambda: self.api.delete(sid), "deleting a stale job")
+        raise RayApiError(409, f"the submission id {sid} stays taken after deleting it")
+
+    async def _delete_due(self, *, everything: bool = False) -> None:
+        """Delete the terminal jobs whose grace time is over (all of them at the end).
+
+        Not at once: Ray's job monitor notices the supervisor actor's exit up to a couple of
+        seconds after the job ends, and if the job is gone by then it writes a ghost FAILED
+        record under the same id ("Entrypoint not found."), which a resume would find.
+        """
+        while self._deletions:
+            due, sid = self._deletions[0]
+            if due > trio.current_time():
+                if not everything:
+                    return
+                await trio.sleep_until(due)
+            self._deletions.popleft()
+            await self._quietly(self.api.delete(sid))
 
     async def _submit(self, sid: str, attempt: Attempt) -> str:
         job = attempt.job
@@ -230,7 +277,7 @@ class RayBackend:
             delay = min(delay * 1.5, self.poll_max)
 
     async def _collect(self, sid: str, entrypoint: str, attempt: Attempt) -> None:
-        """Write the job's log to the attempt's files once, then delete the job from Ray."""
+        """Write the job's log to the attempt's files, fetched once."""
         note = b""
         try:
             logs = await self._retrying(lambda: self.api.logs(sid), "fetching the log")
@@ -240,7 +287,6 @@ class RayBackend:
             note = f"rangeexpr: could not fetch the log of Ray job {sid}: {exc}\n".encode()
         await trio.Path(attempt.stdout).write_bytes(text)
         await trio.Path(attempt.stderr).write_bytes(note)
-        await self._quietly(self.api.delete(sid))
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """``call()``, retried while the head is unreachable or answers 5xx, up to lost_after."""

@@ -61,6 +61,7 @@ class JobInfo:
     status: str
     exit_code: int | None  # driver_exit_code: the entrypoint's; negative = killed by a signal
     message: str | None
+    entrypoint: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -132,6 +133,7 @@ class RayJobsClient:
             status=str(data.get("status")),
             exit_code=code if isinstance(code, int) else None,
             message=data.get("message"),
+            entrypoint=data.get("entrypoint"),
         )
 
     async def logs(self, submission_id: str) -> str:

@@ -262,6 +262,43 @@ def test_duplicate_submission_follows_the_existing_job(tmp_path: Path) -> None:
     assert (tmp_path / "7.out").read_text() == "old\n"  # ran once, not twice
 
 
+def test_ghost_left_by_an_early_delete_is_replaced(tmp_path: Path) -> None:
+    """Ray writes a FAILED "Entrypoint not found." record if a job is deleted too early."""
+    fake = FakeRay()
+    ghost = FakeJob({"entrypoint": "Entrypoint not found."}, ["FAILED"], exit_code=None)
+    fake.jobs["rangeexpr-s1-7-1"] = ghost
+    outcome = run_one(fake, lambda: make_attempt(tmp_path))
+    assert outcome.status == "succeeded"
+    assert ("DELETE", "/api/jobs/rangeexpr-s1-7-1") in fake.calls
+    assert [c for c in fake.calls if c[0] == "POST"] == [("POST", "/api/jobs/")] * 2
+
+
+def test_running_job_of_someone_else_under_our_id_is_refused(tmp_path: Path) -> None:
+    fake = FakeRay()
+    fake.jobs["rangeexpr-s1-7-1"] = FakeJob({"entrypoint": "other"}, ["RUNNING"])
+    outcome = run_one(fake, lambda: make_attempt(tmp_path))
+    assert outcome.status == "failed"
+    assert outcome.message == (
+        "Ray refused the job: HTTP 409: the submission id rangeexpr-s1-7-1 is taken by another job"
+    )
+    assert "rangeexpr-s1-7-1" in fake.jobs
+
+
+def test_deletion_waits_for_rays_job_monitor_then_happens_by_close(tmp_path: Path) -> None:
+    fake = FakeRay()
+
+    async def main() -> None:
+        async with backend(fake, delete_delay=3) as b:
+            await b.run(make_attempt(tmp_path, job=make_job(1)))
+            assert list(fake.jobs) == ["rangeexpr-s1-1-1"]  # not yet: Ray would write a ghost
+            await trio.sleep(3)
+            await b.run(make_attempt(tmp_path, job=make_job(2)))
+            assert list(fake.jobs) == ["rangeexpr-s1-2-1"]  # the first one's time had come
+        assert fake.jobs == {}  # closing deletes the rest, after their grace time
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
 def test_lost_submit_response_is_retried_and_finds_the_job(tmp_path: Path) -> None:
     created: list[str] = []
 
