@@ -4,17 +4,19 @@ Why not ``random.shuffle``: a sweep may have 10^30 points, so the order must be 
 of the index alone (O(1) memory, random access, slices, shards and resume all keep
 working), and the same seed must give the same order on every machine and Python version.
 
-How: a keyed Feistel network on the smallest bit width ``w`` with ``2**w >= n`` (halves of
-``w // 2`` and ``w - w // 2`` bits, alternating), which is a bijection on ``range(2**w)``;
-"cycle walking" (apply it again until the value falls below ``n``) restricts it to a
-bijection on ``range(n)``, with fewer than two steps on average since ``2**w < 2n``. The
-round function is a splitmix64-style mixer (add a key, then xorshift-multiply twice and
-xorshift, in a lane of 64 bits or a multiple of 64) with per-round keys and multipliers
-taken from BLAKE2b of the seed, so nothing depends on Python's ``hash()`` or the ``random``
-module. A mixer, not a simple multiply, because on the 1- and 2-bit halves of small sweeps
-a multiply degenerates into an affine map, and affine permutations are far from uniform.
-For ``w <= 64`` the same arithmetic runs vectorized in numpy (uint64 arithmetic wraps
-modulo 2**64, as the Python code masks), which is how iteration and sampling stay fast.
+How: a keyed Feistel network on pairs ``(L, R)`` in ``Z_a x Z_b`` with ``a = ceil(sqrt(n))``
+and ``b = ceil(n / a)``, adding the round function modulo the half's size (the numeral-string
+Feistel of format-preserving encryption, as in NIST FF1). It is a bijection on
+``range(a * b)``, and ``a * b - n < a``, so "cycle walking" (apply it again until the value
+falls below ``n``) is almost never needed, unlike a Feistel on bits whose domain may be up to
+twice ``n``. The round function is splitmix64's finalizer (add a key, xorshift-multiply
+twice, xorshift, in a lane of 64 bits or a multiple of 64), with per-round keys and
+multipliers taken from BLAKE2b of the seed, so nothing depends on Python's ``hash()`` or the
+``random`` module. A mixer, not a bare multiply, because on the tiny halves of small sweeps a
+multiply degenerates into an affine map, and affine permutations are far from uniform. For
+``n <= 2**64`` the same arithmetic runs vectorized in numpy (both halves fit in 32 bits, so
+uint64 sums never overflow and uint64 products wrap modulo 2**64 exactly as the Python code
+masks), which is how iteration and sampling stay fast.
 
 Version 1 of the order is pinned by ``tests/data/shuffle_golden.json``: any change to the
 constants below is a new order and must change ``_VERSION``.
@@ -23,6 +25,7 @@ constants below is a new order and must change ``_VERSION``.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -32,7 +35,7 @@ __all__ = ["Shuffle", "normalize_seed"]
 
 _VERSION = b"rangeexpr-shuffle-v1"
 _ROUNDS = 8
-_NUMPY_MAX_BITS = 64
+_NUMPY_MAX = 2**64
 _BATCH = 4096
 
 
@@ -65,29 +68,29 @@ class Shuffle:
     ``k`` positions are a uniform-looking sample of ``k`` distinct indices.
     """
 
-    __slots__ = ("_a", "_b", "_rounds", "_shifts", "bits", "n", "seed")
+    __slots__ = ("_a", "_b", "_half", "_rounds", "_shifts", "n", "seed", "vectorized")
 
     def __init__(self, n: int, seed: int | str) -> None:
         if n < 0:
             raise ValueError(f"cannot shuffle a negative number of points ({n})")
         self.n = n
         self.seed = normalize_seed(seed)
-        # At least two bits, so that each half has at least one.
-        self.bits = max(2, (n - 1).bit_length())
-        self._a = self.bits // 2  # width of the high half
-        self._b = self.bits - self._a  # width of the low half
-        material = _VERSION + b"|" + self.seed.encode() + b"|" + str(self.bits).encode()
-        # The mixer's lane: 64 bits, or a multiple of 64 for halves wider than that.
-        lane = 64 * max(1, -(-self._b // 64))
+        self._a = math.isqrt(n - 1) + 1 if n > 1 else 1  # modulus of the high half L
+        self._b = -(-n // self._a) if n > 1 else 1  # modulus of the low half R
+        self.vectorized = n <= _NUMPY_MAX
+        material = _VERSION + b"|" + self.seed.encode() + b"|" + str(n).encode()
+        # The mixer's lane: 64 bits, or a multiple of 64 at least twice the halves' width,
+        # so the top half of the lane, times the modulus, shifted down, lands in range.
+        lane = 64 * max(1, -(-2 * (max(self._a, self._b) - 1).bit_length() // 64))
         self._shifts = (lane * 30 // 64, lane * 27 // 64, lane * 31 // 64, (1 << lane) - 1)
+        self._half = lane // 2
         rounds: list[tuple[int, int, int, int]] = []
         for r in range(_ROUNDS):
             add_key = _key(material, f"k{r}", lane)
             mul1 = _key(material, f"m{r}", lane) | 1
             mul2 = _key(material, f"n{r}", lane) | 1
-            # Round r reads the half that is currently low: b bits on even rounds, a on odd.
-            width_out = self._a if r % 2 == 0 else self._b
-            rounds.append((add_key, mul1, mul2, (1 << width_out) - 1))
+            # Round r adds into the high half: modulus a on even rounds, b on odd ones.
+            rounds.append((add_key, mul1, mul2, self._a if r % 2 == 0 else self._b))
         self._rounds = tuple(rounds)
 
     def __repr__(self) -> str:
@@ -103,30 +106,36 @@ class Shuffle:
         return self.positions(0, self.n)
 
     # -- one index at a time, any size --------------------------------------------------
-
-    # The round function, inlined in both directions for speed: splitmix64's finalizer
-    # (shifts scaled to the lane) applied to the half plus a round key:
-    #   z = v + k; z = (z ^ z >> s1) * m1; z = (z ^ z >> s2) * m2; z ^= z >> s3  (mod 2**lane)
+    # Round r maps (L, R) to (R, (L + F_r(R)) mod m_r), where F_r is splitmix64's finalizer
+    # (shifts scaled to the lane) applied to R plus a round key, brought into range(m_r) by
+    # multiplying its top half (Lemire's reduction, no division):
+    #   z = R + k; z = (z ^ z >> s1) * m1; z = (z ^ z >> s2) * m2; z ^= z >> s3  (mod 2**lane)
+    #   F = ((z >> lane/2) * m_r) >> lane/2
+    # It is inlined in both directions for speed.
 
     def _encrypt(self, x: int) -> int:
         s1, s2, s3, mask = self._shifts
-        hi, lo = x >> self._b, x & ((1 << self._b) - 1)
-        for add_key, mul1, mul2, mask_out in self._rounds:
+        half = self._half
+        hi, lo = divmod(x, self._b)
+        for add_key, mul1, mul2, modulus in self._rounds:
             z = (lo + add_key) & mask
             z = ((z ^ (z >> s1)) * mul1) & mask
             z = ((z ^ (z >> s2)) * mul2) & mask
-            hi, lo = lo, (hi ^ z ^ (z >> s3)) & mask_out
-        return (hi << self._b) | lo
+            f = (((z ^ (z >> s3)) >> half) * modulus) >> half
+            hi, lo = lo, (hi + f) % modulus
+        return hi * self._b + lo
 
     def _decrypt(self, y: int) -> int:
         s1, s2, s3, mask = self._shifts
-        hi, lo = y >> self._b, y & ((1 << self._b) - 1)
-        for add_key, mul1, mul2, mask_out in reversed(self._rounds):
+        half = self._half
+        hi, lo = divmod(y, self._b)
+        for add_key, mul1, mul2, modulus in reversed(self._rounds):
             z = (hi + add_key) & mask
             z = ((z ^ (z >> s1)) * mul1) & mask
             z = ((z ^ (z >> s2)) * mul2) & mask
-            hi, lo = (lo ^ z ^ (z >> s3)) & mask_out, hi
-        return (hi << self._b) | lo
+            f = (((z ^ (z >> s3)) >> half) * modulus) >> half
+            hi, lo = (lo - f) % modulus, hi
+        return hi * self._b + lo
 
     def permute(self, i: int) -> int:
         """The index at position ``i`` of the shuffled order."""
@@ -149,11 +158,11 @@ class Shuffle:
     # -- many at a time ----------------------------------------------------------------
 
     def permute_array(self, positions: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-        """``permute`` of every element, vectorized; needs ``self.bits <= 64``."""
-        if self.bits > _NUMPY_MAX_BITS:
-            raise ValueError(f"permute_array needs at most 64 bits, this shuffle has {self.bits}")
+        """``permute`` of every element (each in ``range(n)``), vectorized; needs n <= 2**64."""
+        if not self.vectorized:
+            raise ValueError(f"permute_array needs n <= 2**64, this shuffle has n = {self.n}")
         out = self._encrypt_array(positions)
-        if self.n == 1 << self.bits:  # no cycle walking (and n itself does not fit in uint64)
+        if self.n == self._a * self._b:  # no cycle walking (and n may not fit in uint64)
             return out
         n = np.uint64(self.n)
         todo = np.flatnonzero(out >= n)
@@ -164,22 +173,30 @@ class Shuffle:
 
     def _encrypt_array(self, x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         b = np.uint64(self._b)
-        hi = x >> b
-        lo = x & np.uint64((1 << self._b) - 1)
-        s1, s2, s3 = np.uint64(30), np.uint64(27), np.uint64(31)
-        for add_key, mul1, mul2, mask_out in self._rounds:
-            # The lane is 64 bits here: uint64 arithmetic wraps exactly as _mix masks.
+        hi, lo = np.divmod(x, b)
+        s1, s2, s3, half = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
+        for add_key, mul1, mul2, modulus in self._rounds:
+            # The lane is 64 bits here: uint64 arithmetic wraps exactly as _encrypt masks;
+            # the moduli are below 2**32, so (z >> 32) * m and hi + f cannot overflow.
+            m = np.uint64(modulus)
             z = lo + np.uint64(add_key)
-            z = (z ^ (z >> s1)) * np.uint64(mul1)
-            z = (z ^ (z >> s2)) * np.uint64(mul2)
+            z ^= z >> s1
+            z *= np.uint64(mul1)
+            z ^= z >> s2
+            z *= np.uint64(mul2)
             z ^= z >> s3
-            hi, lo = lo, (hi ^ z) & np.uint64(mask_out)
-        result: npt.NDArray[np.uint64] = (hi << b) | lo
+            z >>= half
+            z *= m
+            z >>= half
+            z += hi
+            np.subtract(z, m, out=z, where=z >= m)  # (hi + f) mod m, as both are below m
+            hi, lo = lo, z
+        result: npt.NDArray[np.uint64] = hi * b + lo
         return result
 
     def positions(self, start: int, stop: int) -> Iterator[int]:
         """``permute(p)`` for ``p`` in ``range(start, stop)``, in batches when numpy can."""
-        if self.bits > _NUMPY_MAX_BITS:
+        if not self.vectorized:
             yield from map(self.permute, range(start, stop))
             return
         for lo in range(start, stop, _BATCH):

@@ -221,14 +221,25 @@ class FilteredSweep(_View):
     def count(self, progress: Callable[[int, int], object] | None = None) -> int:
         """The exact number of kept points, by scanning; ``progress(seen, kept)`` per batch."""
         kept = seen = 0
-        keep = self._keep
         points = iter(self._base)
         while batch := list(islice(points, _BATCH)):
             seen += len(batch)
-            kept += sum(map(keep, batch))
+            kept += sum(1 for _ in self._kept(batch))
             if progress is not None:
                 progress(seen, kept)
         return kept
+
+    def _kept(self, points: Iterable[Point]) -> Iterator[Point]:
+        """The points the filter keeps, evaluated on their value rows (the fast path)."""
+        keep = self._keep.on_rows(self.names)
+        point = None
+        try:
+            for point in points:
+                if keep(point._row):
+                    yield point
+        except self._keep.failures() as exc:
+            assert point is not None
+            raise self._keep.failure(exc, point) from None
 
     def __repr__(self) -> str:
         return f"<FilteredSweep {self._keep.source!r} of {self._base!r}>"
@@ -249,7 +260,7 @@ class FilteredSweep(_View):
         return FilteredSweep(self._base.shard(k, n), self._keep)
 
     def __iter__(self) -> Iterator[Point]:
-        return filter(self._keep, self._base)
+        return self._kept(self._base)
 
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
         """The kept points among positions ``[start, stop)``, as ``{name: array}``."""
@@ -397,7 +408,7 @@ class ShuffledSweep(_View):
         r = base.indices
         positions = self._positions
         # numpy all the way when the shuffle and every global index fit in 64-bit ints
-        fast = self._shuffle.bits <= 64 and layout.total < _INT64_SAFE and positions.step == 1
+        fast = self._shuffle.vectorized and layout.total < _INT64_SAFE and positions.step == 1
         cache: dict[int, list[Any]] = {}
         for lo in range(0, self.size, _BATCH):
             if fast:
