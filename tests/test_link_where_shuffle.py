@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 
 import pytest
@@ -9,8 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rangeexpr import Sweep
-from rangeexpr._errors import EvaluationError, ParseError, SweepError
-from rangeexpr._views import FilteredSweep, ShuffledSweep
+from rangeexpr._errors import EvaluationError, ParseError, RangeExprError, SweepError
+from rangeexpr._views import (
+    FilteredSweep,
+    ShuffledSweep,
+    add_view_arguments,
+    apply_view_options,
+    view_source,
+)
 
 
 def _rows(sweep: Sweep) -> list[tuple[int, dict[str, object]]]:
@@ -276,3 +283,52 @@ def test_batch_decoding_of_large_axes_equals_random_access(expr: str) -> None:
         expected = linked[point.index]
         assert dict(point) == dict(expected)
         assert [type(v) for v in point.values()] == [type(v) for v in expected.values()]
+
+
+# -- the command-line helpers (wired into check/expand/run by rangeexpr/_cli.py) ---------
+
+
+def _options(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_view_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_view_options_build_the_same_sweep_as_the_library() -> None:
+    exprs = ["X=range:0,20", "Y=range:0,20", "M=case:a,b"]
+    plain = Sweep(exprs)
+    args = _options("--link", "X,Y", "--where", "X % 2 == 0", "--shuffle", "7")
+    sweep = apply_view_options(plain, args)
+    expected = Sweep(exprs, link=[("X", "Y")]).where("X % 2 == 0").shuffled(7)
+    assert _rows(sweep) == _rows(expected)
+    assert view_source(args) == {"link": [["X", "Y"]], "where": "X % 2 == 0", "shuffle": "7"}
+    assert _rows(apply_view_options(plain, _options("--sample", "5", "--seed", "3"))) == _rows(
+        plain.sample(5, 3)
+    )
+    # a sample takes --shuffle's seed when --seed is not given, and seed 0 without either
+    assert _rows(apply_view_options(plain, _options("--sample", "5", "--shuffle", "3"))) == (
+        _rows(plain.sample(5, 3))
+    )
+    assert _rows(apply_view_options(plain, _options("--sample", "5"))) == _rows(plain.sample(5))
+    assert apply_view_options(plain, _options()) is plain
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", "3"], "--seed goes with --sample K"),
+        (["--sample", "2", "--seed", "3", "--shuffle", "4"], "disagree"),
+        (["--where", "Q > 1"], "unknown variable 'Q'"),
+        (["--link", "X,Q"], "cannot link 'Q'"),
+        (["--sample", "500"], "cannot sample 500 distinct points from a sweep of 40"),
+    ],
+)
+def test_bad_view_options(argv: list[str], message: str) -> None:
+    with pytest.raises(RangeExprError, match=message):
+        apply_view_options(Sweep(["X=range:0,20", "Y=case:a,b"]), _options(*argv))
+
+
+@pytest.mark.parametrize("argv", [["--link", "X"], ["--sample", "-1"], ["--sample", "x"]])
+def test_malformed_view_options_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        _options(*argv)
