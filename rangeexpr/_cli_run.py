@@ -136,6 +136,8 @@ def run_command(
     except BaseExceptionGroup as group:
         from runner import BackendError
 
+        if group.split(KeyboardInterrupt)[1] is None:  # Ctrl-C outside the signal handler
+            return EXIT_INTERRUPTED
         matched, rest = group.split(BackendError)
         if matched is None or rest is not None:
             raise

@@ -50,7 +50,21 @@ class OutputCopier:
 
 
 def _copy(path: Path, target: IO[str]) -> None:
-    """Stream ``path`` into ``target``: raw bytes when it is a real file, else decoded text."""
+    """Stream ``path`` into ``target``; a reader that went away (``| head``) is not an error.
+
+    Jobs keep running and logging when nobody reads their output any more: the stream is
+    pointed at /dev/null, as a shell would leave it, and the rest is dropped quietly.
+    """
+    try:
+        _stream(path, target)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, target.fileno())
+        os.close(devnull)
+
+
+def _stream(path: Path, target: IO[str]) -> None:
+    """Raw bytes when ``target`` is a real file, else decoded text (e.g. through rich)."""
     with path.open("rb") as src:
         if isinstance(target, io.TextIOWrapper):
             target.flush()

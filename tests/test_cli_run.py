@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -379,3 +380,44 @@ def test_no_progress_keeps_the_terminal_clean(tmp_path: Path) -> None:
     assert rc == 0
     assert "jobs/s" not in terminal
     assert terminal.startswith("rangeexpr: 3 succeeded")
+
+
+@pytest.mark.slow
+def test_huge_output_is_streamed_not_held(tmp_path: Path) -> None:
+    """A job printing 300 MB does not grow the runner: output goes through files."""
+    argv = [sys.executable, "-m", "rangeexpr", "run", "--no-progress"]
+    proc = subprocess.Popen(
+        [*argv, "-r", "X=case:300000000", "--exec", "head -c $X /dev/zero"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    runner = psutil.Process(proc.pid)
+    assert proc.stdout is not None
+    received = peak = 0
+    while chunk := proc.stdout.read(1 << 20):
+        received += len(chunk)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            peak = max(peak, runner.memory_info().rss)
+    assert proc.wait(timeout=60) == 0
+    assert received == 300_000_000
+    assert peak < 100 * 2**20, f"peak RSS {peak / 2**20:.1f} MiB"
+
+
+def test_a_closed_stdout_does_not_stop_the_jobs(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m rangeexpr run --no-progress -r X=range:50 -j 2 --joblog log "
+        "--exec 'seq $X 5000' | head -1",
+        shell=True,
+        check=False,
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout in ("0\n", "1\n")
+    assert "Traceback" not in proc.stderr
+    assert "50 succeeded" in proc.stderr
+    assert len(records(tmp_path / "log")) == 50
