@@ -320,7 +320,7 @@ def test_a_billion_point_sweep_runs_in_flat_memory(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     done = int(err.split(" succeeded")[0].rsplit(" ", 1)[-1])
-    assert done > 500  # it really ran jobs all along
+    assert done > 200  # it really ran jobs all along
     assert peak < 100 * 2**20, f"peak RSS {peak / 2**20:.1f} MiB"
 
 
