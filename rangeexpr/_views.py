@@ -5,7 +5,7 @@
   O(number of axes) (``link_strides``).
 - ``FilteredSweep`` keeps the points a ``Filter`` accepts. Its indices stay those of the
   unfiltered sweep, so slices and shards cut the unfiltered index space and then filter;
-  its ``size`` is an upper bound (``max_size``), ``count()`` scans for the exact number.
+  its ``size`` is an upper bound (``max_size``), ``count_kept()`` scans for the exact number.
 - ``ShuffledSweep`` maps position ``p`` to point ``Shuffle.permute(p)`` of the sweep
   underneath: random access, slices, shards and resume keep working at any size. A sample
   of ``k`` is its first ``k`` positions.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any, overload
@@ -41,6 +42,7 @@ __all__ = [
     "ShuffledSweep",
     "add_view_arguments",
     "apply_view_options",
+    "count_points",
     "link_strides",
     "view_source",
 ]
@@ -189,7 +191,7 @@ class FilteredSweep(_View):
     """The points of ``base`` that ``keep`` accepts, with their unfiltered indices.
 
     ``size`` (and ``len``) is an upper bound: the size of the sweep underneath, as
-    ``max_size``. ``count()`` gives the exact number by scanning. Slices and shards cut the
+    ``max_size``. ``count_kept()`` gives the exact number by scanning. Slices and shards cut the
     unfiltered positions and then filter, so every part of a shard plan is the same as
     without the filter, minus the dropped points. ``filtered[i]`` is the point at position
     ``i`` of the sweep underneath, or an ``IndexError`` if the filter drops it.
@@ -211,14 +213,14 @@ class FilteredSweep(_View):
 
     @property
     def size(self) -> int:
-        """An upper bound: the number of points before filtering (see ``count()``)."""
+        """An upper bound: the number of points before filtering (see ``count_kept()``)."""
         return self._base.size
 
     @property
     def max_size(self) -> int:
         return self._base.size
 
-    def count(self, progress: Callable[[int, int], object] | None = None) -> int:
+    def count_kept(self, progress: Callable[[int, int], object] | None = None) -> int:
         """The exact number of kept points, by scanning; ``progress(seen, kept)`` per batch."""
         kept = seen = 0
         points = iter(self._base)
@@ -261,6 +263,9 @@ class FilteredSweep(_View):
 
     def __iter__(self) -> Iterator[Point]:
         return self._kept(self._base)
+
+    def __reversed__(self) -> Iterator[Point]:
+        return self._kept(reversed(self._base))
 
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
         """The kept points among positions ``[start, stop)``, as ``{name: array}``."""
@@ -317,6 +322,13 @@ class _FirstKept(_View):
 
     def __iter__(self) -> Iterator[Point]:
         return islice(self._base, self._limit)
+
+    def count_kept(self, progress: Callable[[int, int], object] | None = None) -> int:
+        """The exact number of points, by scanning (fewer than ``k`` if the filter keeps fewer)."""
+        kept = sum(1 for _ in self)
+        if progress is not None:
+            progress(kept, kept)
+        return kept
 
     @overload
     def __getitem__(self, index: int) -> Point: ...
@@ -481,6 +493,27 @@ def sample(sweep: Sweep, k: int, seed: int | str = 0) -> Sweep:
 # ---------------------------------------------------------------------------
 # Command line: --link, --where, --shuffle, --sample, --seed
 # ---------------------------------------------------------------------------
+
+
+def count_points(sweep: Sweep, *, show_progress: bool | None = None) -> int:
+    """The exact number of points, for ``expand --count``: a filtered sweep is scanned.
+
+    The scan shows a progress bar on stderr (rich) when stderr is a terminal, or when
+    ``show_progress`` says so.
+    """
+    if not sweep.is_filtered:
+        return sweep.size
+    assert isinstance(sweep, FilteredSweep | _FirstKept)
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    if not show_progress:
+        return sweep.count_kept()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress("counting kept points", *columns, transient=True) as bar:
+        task = bar.add_task("count", total=sweep.max_size if sweep.max_size < 2**63 else None)
+        return sweep.count_kept(lambda seen, kept: bar.update(task, completed=seen))
 
 
 def _link_arg(text: str) -> tuple[str, ...]:

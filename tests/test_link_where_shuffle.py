@@ -24,6 +24,7 @@ from rangeexpr._views import (
     ShuffledSweep,
     add_view_arguments,
     apply_view_options,
+    count_points,
     view_source,
 )
 
@@ -107,7 +108,7 @@ def test_a_filtered_sweep_keeps_indices_and_bounds_its_size() -> None:
     assert kept.size == kept.max_size == sweep.size == 32
     expected = [(p.index, dict(p)) for p in sweep if p["X"] < p["Y"] and p["M"] != "small"]
     assert _rows(kept) == expected
-    assert kept.count() == len(expected) == 6
+    assert kept.count_kept() == len(expected) == 6
     # Slices and shards cut the unfiltered positions, then filter.
     assert _rows(kept[10:20]) == [r for r in expected if 10 <= r[0] < 20]
     assert _rows(kept.shard(1, 2)) == [r for r in expected if r[0] >= 16]
@@ -122,7 +123,7 @@ def test_filters_combine_and_count_reports_progress() -> None:
     both = sweep.where("X % 2 == 0").where("X < 100")
     assert [p["X"] for p in both] == list(range(0, 100, 2))
     seen: list[tuple[int, int]] = []
-    assert both.count(lambda s, k: seen.append((s, k))) == 50
+    assert both.count_kept(lambda s, k: seen.append((s, k))) == 50
     assert seen[-1] == (10000, 50)
 
 
@@ -334,6 +335,16 @@ def test_view_options_build_the_same_sweep_as_the_library() -> None:
 def test_bad_view_options(argv: list[str], message: str) -> None:
     with pytest.raises(RangeExprError, match=message):
         apply_view_options(Sweep(["X=range:0,20", "Y=case:a,b"]), _options(*argv))
+
+
+def test_count_points_scans_only_filtered_sweeps(capsys: pytest.CaptureFixture[str]) -> None:
+    sweep = Sweep(["X=range:0,10000", "Y=case:a,b"])
+    assert count_points(sweep) == 20000
+    assert count_points(sweep.where("X < 10"), show_progress=True) == 20
+    assert count_points(sweep.where("X < 10"), show_progress=False) == 20
+    assert count_points(sweep.where("X < 10").sample(5, 1)) == 5
+    assert list(reversed(sweep.where("X < 2"))) == list(sweep.where("X < 2"))[::-1]
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("argv", [["--link", "X"], ["--sample", "-1"], ["--sample", "x"]])
