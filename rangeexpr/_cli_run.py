@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import RangeExprError
 
 if TYPE_CHECKING:
+    import trio
+
     from runner import Backend, Halt, Job, JobLog, Runner, Summary
 
     from . import Command, Sweep, Template
@@ -199,7 +201,7 @@ async def _main(plan: _Plan) -> int:
     from runner import BackendError, JobLog
 
     args, sweep, counts = plan.args, plan.sweep, _Counts()
-    backend = _backend(args, plan.source)
+    backend = _backend(args, plan.source, sweep)
     try:
         await backend.__aenter__()
     except BackendError as exc:
@@ -236,7 +238,7 @@ async def _run(
 
     runner = Runner(
         backend,
-        args.max_parallel,
+        args.max_parallel * args.per_job,  # -j counts Ray jobs; --per-job K packs K points in one
         retries=args.retries,
         timeout=args.timeout,
         halt=args.halt or _never(),
@@ -244,27 +246,33 @@ async def _run(
         results_dir=args.results,
     )
     interrupted: list[int] = []
+    force = trio.CancelScope()  # a second signal: stop waiting for jobs to end politely
+    summary = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, signals, runner, interrupted)
+            nursery.start_soon(_watch_signals, signals, runner, interrupted, force)
             if sys.stderr.isatty() and not args.no_progress:
                 nursery.start_soon(_show_progress, runner, *progress)
-            summary = await runner.run(jobs)
+            with force:
+                summary = await runner.run(jobs)
             nursery.cancel_scope.cancel()
+    if summary is None:
+        sys.stderr.write("rangeexpr: interrupted twice: running jobs killed, without records\n")
+        return EXIT_INTERRUPTED
     _print_summary(summary, progress[1].skipped, args.halt, interrupted)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-def _backend(args: argparse.Namespace, source: dict[str, Any]) -> Backend:
-    """The backend ``--backend`` names, not yet entered."""
+def _backend(args: argparse.Namespace, source: dict[str, Any], sweep: Sweep) -> Backend:
+    """The backend ``--backend`` names, not yet entered (``sweep``: for ``--per-job``)."""
     if args.backend == "ray":
         if not args.address:
             raise RangeExprError("--backend ray needs --address http://HOST:8265")
         from runner._ray import backend_from_args
 
-        return backend_from_args(args, source)
+        return backend_from_args(args, source, sweep)
     from runner import LocalBackend
 
     return LocalBackend()
@@ -343,10 +351,16 @@ def _dry_run(
 
 
 async def _watch_signals(
-    signals: AsyncIterator[int], runner: Runner, interrupted: list[int]
+    signals: AsyncIterator[int], runner: Runner, interrupted: list[int], force: trio.CancelScope
 ) -> None:
-    """SIGINT/SIGTERM: stop launching and terminate the running jobs (they get records)."""
+    """SIGINT/SIGTERM: stop launching and terminate the running jobs (they get records).
+
+    A second signal cancels the run outright: backends kill what is left at once (the local
+    one SIGKILLs the process groups) instead of waiting out the grace period.
+    """
     async for signum in signals:
+        if interrupted:
+            force.cancel()
         interrupted.append(signum)
         runner.stop("interrupted", now=True)
 

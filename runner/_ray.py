@@ -31,16 +31,25 @@ import hashlib
 import json
 import math
 import re
+import shlex
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import httpx
 import trio
 
-from ._backend import Attempt, BackendError, Outcome
+from ._backend import Attempt, BackendError, Outcome, Status
 from ._ray_api import JobExists, JobInfo, JobNotFound, RayApiError, RayJobsClient, dumps_metadata
 
-__all__ = ["RayBackend", "backend_from_args", "strip_ray_lines", "sweep_identity"]
+__all__ = [
+    "Packing",
+    "RayBackend",
+    "backend_from_args",
+    "parse_packed",
+    "strip_ray_lines",
+    "sweep_identity",
+]
 
 T = TypeVar("T")
 Stopping = Literal["abort", "timeout"] | None
@@ -52,8 +61,52 @@ _RUNTIME_ENV_LINE = re.compile(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One Ray job to run: what to submit, and when to stop it."""
+
+    sid: str
+    entrypoint: str
+    env: Mapping[str, str]
+    metadata: Mapping[str, str]
+    timeout: float | None
+    abort: trio.Event
+
+
 class _Lost(Exception):
     """The head stopped answering (or forgot the job): the attempt's fate is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Packing:
+    """``--per-job K``: K consecutive points of ``[start, stop)`` run as one Ray job.
+
+    ``entrypoint(a, b)`` is the command line that runs points ``a..b-1`` on the node and
+    then prints its job log and each point's output framed by ``mark`` (``packed_script``).
+    Groups are aligned on ``start``, so every point knows its group whatever the order in
+    which the runner's tasks arrive.
+    """
+
+    per_job: int
+    start: int
+    stop: int
+    entrypoint: Callable[[int, int], str]
+
+    def group(self, index: int) -> tuple[int, int]:
+        first = self.start + (index - self.start) // self.per_job * self.per_job
+        return first, min(first + self.per_job, self.stop)
+
+
+class _Group:
+    """One packed Ray job and the per-point results it left, until each point claims its own."""
+
+    def __init__(self, first: int, stop: int):
+        self.first, self.stop = first, stop
+        self.started = False
+        self.done = trio.Event()
+        self.results: dict[int, tuple[Outcome, bytes, bytes]] = {}
+        self.fallback: tuple[Outcome, bytes, bytes] | None = None  # for points with no record
+        self.unclaimed = stop - first
 
 
 def sweep_identity(source: Mapping[str, Any]) -> str:
@@ -105,6 +158,7 @@ class RayBackend:
         stop_wait: float = 30.0,
         delete_delay: float = 3.0,
         http_timeout: float = 10.0,
+        packing: Packing | None = None,
     ):
         self.address = address.rstrip("/")
         self.sweep_id = sweep_id
@@ -115,6 +169,8 @@ class RayBackend:
         self.stop_wait = stop_wait
         self.delete_delay = delete_delay
         self._deletions: collections.deque[tuple[float, str]] = collections.deque()
+        self.packing = packing
+        self._groups: dict[int, _Group] = {}
         self._transport = transport
         self._http_timeout = http_timeout
         self._owns_client = client is None
@@ -165,46 +221,140 @@ class RayBackend:
         self._api = None
 
     async def run(self, attempt: Attempt) -> Outcome:
+        if self.packing is not None and attempt.attempt == 1:
+            return await self._run_packed(attempt)
         job = attempt.job
-        sid = self.submission_id(job.index, attempt.attempt)
-        if attempt.abort.is_set():
-            return Outcome("killed", None, backend_id=sid, message="not submitted: stopping")
+        spec = _Spec(
+            self.submission_id(job.index, attempt.attempt),
+            job.command,
+            job.env,
+            self._metadata(job.index, attempt.attempt, dumps_metadata(job.values)),
+            attempt.timeout,
+            attempt.abort,
+        )
+        outcome, logs, note = await self._ray_job(spec)
+        await trio.Path(attempt.stdout).write_bytes(logs)
+        await trio.Path(attempt.stderr).write_bytes(note)
+        return outcome
+
+    async def _run_packed(self, attempt: Attempt) -> Outcome:
+        """A first attempt under ``--per-job``: share its group's Ray job, take its own result.
+
+        The first point of a group to arrive runs the group's Ray job; the others wait for
+        it. A group is forgotten once every point has claimed its result (points a resume
+        skips never do: those few groups stay until the backend closes). Retries (attempt
+        2 on) run alone, as one-point jobs.
+        """
+        assert self.packing is not None
+        index = attempt.job.index
+        first, stop = self.packing.group(index)
+        group = self._groups.get(first)
+        if group is None:
+            group = self._groups[first] = _Group(first, stop)
+        if not group.started:
+            group.started = True
+            try:
+                await self._run_group(group, attempt.abort)
+            finally:
+                group.done.set()
+        else:
+            await group.done.wait()
+        group.unclaimed -= 1
+        if group.unclaimed <= 0:
+            self._groups.pop(first, None)
+        result = group.results.pop(index, None) or group.fallback
+        assert result is not None
+        outcome, out, err = result
+        await trio.Path(attempt.stdout).write_bytes(out)
+        await trio.Path(attempt.stderr).write_bytes(err)
+        return outcome
+
+    async def _run_group(self, group: _Group, abort: trio.Event) -> None:
+        assert self.packing is not None
+        sid = f"rangeexpr-{self.sweep_id}-{group.first}to{group.stop}-1"
+        entrypoint = self.packing.entrypoint(group.first, group.stop)
+        values = f'{{"slice":"{group.first}:{group.stop}"}}'
+        metadata = self._metadata(group.first, 1, values)
+        spec = _Spec(sid, entrypoint, {}, metadata, None, abort)
+        try:
+            outcome, logs, note = await self._ray_job(spec)
+        except BaseException:
+            group.fallback = (Outcome("killed", None, None, sid, "cancelled"), b"", b"")
+            raise
+        records, files = parse_packed(logs, _mark(sid))
+        for index in range(group.first, group.stop):
+            record = records.get(index)
+            out = files.get(f"{index}.out", b"")
+            err = files.get(f"{index}.err", b"")
+            if record is not None:
+                group.results[index] = (_record_outcome(record, sid), out, err)
+        if outcome.status in {"succeeded", "failed"}:
+            why = f"the packed Ray job {sid} left no record for this point"
+            status: Status = "failed"
+        else:
+            why, status = (
+                outcome.message or f"the packed Ray job {sid} was {outcome.status}",
+                outcome.status,
+            )
+        group.fallback = (
+            Outcome(status, None, None, sid, why),
+            b"",
+            note + files.get("run", b"") + (b"" if records else logs[-4000:]),
+        )
+
+    def _metadata(self, index: int, attempt: int, values: str) -> dict[str, str]:
+        return {
+            "rangeexpr_sweep": self.sweep_id,
+            "rangeexpr_index": str(index),
+            "rangeexpr_attempt": str(attempt),
+            "rangeexpr_values": values,
+        }
+
+    async def _ray_job(self, spec: _Spec) -> tuple[Outcome, bytes, bytes]:
+        """Run one Ray job to its end: the outcome, its log, and a note for stderr."""
+        sid = spec.sid
+        if spec.abort.is_set():
+            return (
+                Outcome("killed", None, backend_id=sid, message="not submitted: stopping"),
+                b"",
+                b"",
+            )
         submitted = False
         try:
-            await self._submit_or_follow(sid, attempt)
+            await self._submit_or_follow(spec)
             submitted = True
-            info, stopping = await self._wait(sid, attempt)
+            info, stopping = await self._wait(spec)
         except _Lost as lost:
-            return Outcome("lost", None, backend_id=sid, message=str(lost))
+            return Outcome("lost", None, backend_id=sid, message=str(lost)), b"", b""
         except RayApiError as exc:  # a 4xx: Ray refuses this job; others may still run
-            await trio.Path(attempt.stdout).write_bytes(b"")
-            await trio.Path(attempt.stderr).write_text(f"rangeexpr: Ray: {exc.message}\n")
-            return Outcome("failed", None, backend_id=sid, message=f"Ray refused the job: {exc}")
+            note = f"rangeexpr: Ray: {exc.message}\n".encode()
+            return Outcome("failed", None, None, sid, f"Ray refused the job: {exc}"), b"", note
         except BaseException:
             if submitted:  # cancelled (or a bug): do not leave the job running on the cluster
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
                     await self._quietly(self.api.stop(sid))
             raise
         outcome = _outcome(info, stopping, sid)
-        await self._collect(sid, job.command, attempt)
+        logs, note = await self._collect(spec)
         self._deletions.append((trio.current_time() + self.delete_delay, sid))
         await self._delete_due()
-        return outcome
+        return outcome, logs, note
 
-    async def _submit_or_follow(self, sid: str, attempt: Attempt) -> None:
+    async def _submit_or_follow(self, spec: _Spec) -> None:
         """Submit; if the id exists already (lost response, resume), follow that job.
 
         A job under our id whose entrypoint is not ours is a ghost Ray wrote after an
         early delete (entrypoint "Entrypoint not found.") or someone else's: a terminal
         one is deleted and we submit again; a running one is refused.
         """
+        sid = spec.sid
         for _ in range(2):
             try:
-                await self._retrying(lambda: self._submit(sid, attempt), "submitting")
+                await self._retrying(lambda: self._submit(spec), "submitting")
                 return
             except JobExists:
                 info = await self._retrying(lambda: self.api.info(sid), "polling")
-                if info.entrypoint == attempt.job.command:
+                if info.entrypoint == spec.entrypoint:
                     return
                 if not info.terminal:
                     raise RayApiError(
@@ -229,26 +379,20 @@ class RayBackend:
             self._deletions.popleft()
             await self._quietly(self.api.delete(sid))
 
-    async def _submit(self, sid: str, attempt: Attempt) -> str:
-        job = attempt.job
-        metadata = {
-            "rangeexpr_sweep": self.sweep_id,
-            "rangeexpr_index": str(job.index),
-            "rangeexpr_attempt": str(attempt.attempt),
-            "rangeexpr_values": dumps_metadata(job.values),
-        }
+    async def _submit(self, spec: _Spec) -> str:
         return await self.api.submit(
-            sid,
-            job.command,
-            env_vars=job.env,
-            metadata=metadata,
+            spec.sid,
+            spec.entrypoint,
+            env_vars=spec.env,
+            metadata=spec.metadata,
             entrypoint_num_cpus=self.entrypoint_num_cpus,
         )
 
-    async def _wait(self, sid: str, attempt: Attempt) -> tuple[JobInfo, Stopping]:
+    async def _wait(self, spec: _Spec) -> tuple[JobInfo, Stopping]:
         """Poll the job until it is terminal, stopping it on abort or timeout."""
+        sid, abort = spec.sid, spec.abort
         now = trio.current_time()
-        deadline = now + attempt.timeout if attempt.timeout is not None else math.inf
+        deadline = now + spec.timeout if spec.timeout is not None else math.inf
         stopping: Stopping = None
         stop_began = math.inf
         delay = self.poll_initial
@@ -262,8 +406,8 @@ class RayBackend:
             if info.terminal:
                 return info, stopping
             now = trio.current_time()
-            if stopping is None and (attempt.abort.is_set() or now >= deadline):
-                stopping = "abort" if attempt.abort.is_set() else "timeout"
+            if stopping is None and (abort.is_set() or now >= deadline):
+                stopping = "abort" if abort.is_set() else "timeout"
                 await self._retrying(lambda: self.api.stop(sid), "stopping the job")
                 stop_began, delay = now, self.poll_initial
             elif now - stop_began > self.stop_wait:
@@ -271,22 +415,22 @@ class RayBackend:
             wake = now + delay if stopping else min(now + delay, deadline)
             with trio.move_on_at(wake):
                 if stopping is None:
-                    await attempt.abort.wait()
+                    await abort.wait()
                 else:
                     await trio.sleep_forever()
             delay = min(delay * 1.5, self.poll_max)
 
-    async def _collect(self, sid: str, entrypoint: str, attempt: Attempt) -> None:
-        """Write the job's log to the attempt's files, fetched once."""
-        note = b""
+    async def _collect(self, spec: _Spec) -> tuple[bytes, bytes]:
+        """The job's log, fetched once, without Ray's lines; or a note saying why not."""
         try:
-            logs = await self._retrying(lambda: self.api.logs(sid), "fetching the log")
-            text = strip_ray_lines(logs, sid, entrypoint).encode("utf-8", "surrogateescape")
+            logs = await self._retrying(lambda: self.api.logs(spec.sid), "fetching the log")
         except (_Lost, RayApiError) as exc:
-            text = b""
-            note = f"rangeexpr: could not fetch the log of Ray job {sid}: {exc}\n".encode()
-        await trio.Path(attempt.stdout).write_bytes(text)
-        await trio.Path(attempt.stderr).write_bytes(note)
+            return (
+                b"",
+                f"rangeexpr: could not fetch the log of Ray job {spec.sid}: {exc}\n".encode(),
+            )
+        text = strip_ray_lines(logs, spec.sid, spec.entrypoint)
+        return text.encode("utf-8", "surrogateescape"), b""
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """``call()``, retried while the head is unreachable or answers 5xx, up to lost_after."""
@@ -335,10 +479,106 @@ def _outcome(info: JobInfo, stopping: Stopping, sid: str) -> Outcome:
     return Outcome("failed", code, signal, sid, message)
 
 
-def backend_from_args(args: Any, source: Mapping[str, Any]) -> RayBackend:
-    """The backend ``rangeexpr run --backend ray`` asks for (``source`` names the sweep)."""
+def _mark(sid: str) -> str:
+    return f"@@{sid}@@"
+
+
+_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out", "killed", "lost"})
+
+
+def _record_outcome(record: Mapping[str, Any], sid: str) -> Outcome:
+    """A point's outcome from the node's job log record."""
+    status = record.get("status")
+    code, sig = record.get("exit_code"), record.get("signal")
+    return Outcome(
+        status if status in _STATUSES else "failed",
+        code if isinstance(code, int) else None,
+        sig if isinstance(sig, int) else None,
+        sid,
+    )
+
+
+def packed_script(run: str, mark: str) -> str:
+    """The /bin/sh script of a packed job: run ``run`` (a ``rangeexpr run`` writing its job
+    log to ``$d/log`` and outputs to ``$d/out``), then print the log and every output file
+    framed as ``MARK NAME SIZE`` lines, so the backend can split them exactly."""
+    return (
+        "d=$(mktemp -d) || exit 70; "
+        f'{run} >"$d/run" 2>&1; s=$?; '
+        f'printf "\\n%s log\\n" {mark}; cat "$d/log" 2>/dev/null; '
+        'for f in "$d"/out/* "$d/run"; do [ -f "$f" ] && '
+        f'printf "%s %s %s\\n" {mark} "${{f##*/}}" "$(wc -c <"$f")" && cat "$f"; done; '
+        'rm -rf "$d"; exit $s'
+    )
+
+
+def parse_packed(logs: bytes, mark: str) -> tuple[dict[int, dict[str, Any]], dict[str, bytes]]:
+    """Split a packed job's log into the node's job-log records (last per index) and files."""
+    marker = mark.encode()
+    begin = logs.find(b"\n" + marker + b" log\n")
+    if begin < 0:
+        return {}, {}
+    body = logs[begin + len(marker) + 6 :]
+    header = re.compile(rb"^" + re.escape(marker) + rb" (\S+) +(\d+)\n", re.MULTILINE)
+    first = header.search(body)
+    log_end = first.start() if first else len(body)
+    records: dict[int, dict[str, Any]] = {}
+    for line in body[:log_end].splitlines():  # the header line has no index: skipped
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("index"), int):
+            records[record["index"]] = record
+    files: dict[str, bytes] = {}
+    pos = log_end
+    while (m := header.match(body, pos)) is not None:
+        size = int(m.group(2))
+        files[m.group(1).decode()] = body[m.end() : m.end() + size]
+        pos = m.end() + size
+    return records, files
+
+
+def node_run_command(
+    source: Mapping[str, Any], start: int, stop: int, *, jobs: int, timeout: float | None
+) -> str:
+    """``rangeexpr run --slice START:STOP`` with the sweep's own expressions and templates."""
+    words = ["rangeexpr run --no-progress", f"-j {jobs}", f"--slice {start}:{stop}"]
+    words.append('--joblog "$d/log" --results "$d/out"')
+    if source.get("shell"):
+        words.append("--shell")
+    if timeout is not None:
+        words.append(f"--timeout {timeout!r}")
+    words.append(shlex.quote(f"--exec={source['exec']}"))
+    words += [shlex.quote(f"--env={k}={v}") for k, v in dict(source.get("env") or {}).items()]
+    words += [shlex.quote(f"--exec-range={e}") for e in source["exprs"]]
+    return " ".join(words)
+
+
+def backend_from_args(args: Any, source: Mapping[str, Any], sweep: Any = None) -> RayBackend:
+    """The backend ``rangeexpr run --backend ray`` asks for (``source`` names the sweep).
+
+    With ``--per-job K`` (K > 1) and the selected ``sweep`` (whose points carry their
+    full-sweep index), K consecutive points run as one Ray job of ``rangeexpr run --slice``
+    on the node, which needs rangeexpr on its PATH.
+    """
+    sweep_id = sweep_identity(source)
+    packing = None
+    per_job = int(getattr(args, "per_job", 1) or 1)
+    if per_job > 1 and sweep is not None and sweep.size > 0:
+        start = int(sweep[0].index)
+        stop = int(sweep[-1].index) + 1
+        jobs = max(1, math.ceil(float(args.entrypoint_num_cpus)))
+        timeout = getattr(args, "timeout", None)
+
+        def entrypoint(a: int, b: int) -> str:
+            run = node_run_command(source, a, b, jobs=jobs, timeout=timeout)
+            return packed_script(run, _mark(f"rangeexpr-{sweep_id}-{a}to{b}-1"))
+
+        packing = Packing(per_job, start, stop, entrypoint)
     return RayBackend(
         str(args.address),
-        sweep_id=sweep_identity(source),
+        sweep_id=sweep_id,
         entrypoint_num_cpus=float(args.entrypoint_num_cpus),
+        packing=packing,
     )
