@@ -508,10 +508,12 @@ def count_points(sweep: Sweep, *, show_progress: bool | None = None) -> int:
         show_progress = sys.stderr.isatty()
     if not show_progress:
         return sweep.count_kept()
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress("counting kept points", *columns, transient=True) as bar:
+    stderr = Console(stderr=True)  # stdout carries the count itself
+    with Progress("counting kept points", *columns, transient=True, console=stderr) as bar:
         task = bar.add_task("count", total=sweep.max_size if sweep.max_size < 2**63 else None)
         return sweep.count_kept(lambda seen, kept: bar.update(task, completed=seen))
 
