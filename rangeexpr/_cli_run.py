@@ -128,6 +128,7 @@ def run_command(
         skip, resume_at = _read_resume(args.joblog, source)
     if args.dry_run:
         return _dry_run(sweep, command, env, skip)
+    _check_writable(args)
     import trio
 
     try:
@@ -144,6 +145,18 @@ def run_command(
         if matched is None or rest is not None:
             raise
         raise RangeExprError(f"the {args.backend} backend failed: {_first(matched)}") from None
+
+
+def _check_writable(args: argparse.Namespace) -> None:
+    """Fail before anything runs if the job log or the results directory cannot be written."""
+    try:
+        if args.results is not None:
+            args.results.mkdir(parents=True, exist_ok=True)
+        if args.joblog is not None:
+            with args.joblog.open("a"):
+                pass
+    except OSError as exc:
+        raise RangeExprError(f"cannot write {exc.filename}: {exc.strerror}") from None
 
 
 def _first(group: BaseException) -> BaseException:

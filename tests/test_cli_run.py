@@ -438,3 +438,12 @@ def test_a_second_interrupt_kills_at_once(tmp_path: Path) -> None:
     assert "interrupted twice" in err
     _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
+
+
+@pytest.mark.parametrize("option", ["--joblog", "--results"])
+def test_an_unwritable_log_or_results_dir_is_an_input_error(tmp_path: Path, option: str) -> None:
+    (tmp_path / "file").write_text("")
+    result = run("-r", "X=range:2", option, "file/sub", "--exec", "true $X", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("rangeexpr: error: cannot write file")
+    assert "Not a directory" in result.stderr
