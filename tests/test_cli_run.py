@@ -447,3 +447,22 @@ def test_an_unwritable_log_or_results_dir_is_an_input_error(tmp_path: Path, opti
     assert result.returncode == 2
     assert result.stderr.startswith("rangeexpr: error: cannot write file")
     assert "Not a directory" in result.stderr
+
+
+def test_a_huge_sweep_starts_at_once_and_halts(tmp_path: Path) -> None:
+    """10^12 points: nothing is expanded ahead, so the first jobs start at once."""
+    began = time.monotonic()
+    result = run(
+        "-r",
+        "X=range:1000000000000",
+        "-j",
+        "2",
+        "--halt",
+        "soon,fail=1",
+        "--exec",
+        "sh -c '[ $X -lt 5 ]'",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - began < 15
+    assert re.match(r"rangeexpr: 5 succeeded, [12] failed, 0 skipped", result.stderr)  # 6 may run
