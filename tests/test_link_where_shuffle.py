@@ -19,14 +19,8 @@ from hypothesis import strategies as st
 
 from rangeexpr import Sweep
 from rangeexpr._errors import EvaluationError, ParseError, RangeExprError, SweepError
-from rangeexpr._views import (
-    FilteredSweep,
-    ShuffledSweep,
-    add_view_arguments,
-    apply_view_options,
-    count_points,
-    view_source,
-)
+from rangeexpr._view_cli import add_view_arguments, apply_view_options, count_points, view_source
+from rangeexpr._views import FilteredSweep, ShuffledSweep
 
 
 def _rows(sweep: Sweep) -> list[tuple[int, dict[str, object]]]:
