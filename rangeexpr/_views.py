@@ -431,10 +431,8 @@ class ShuffledSweep(_View):
 
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
         """Points ``[start, stop)`` of the shuffled order as ``{name: array}``."""
-        positions = range(self.size)[start:stop]
+        positions = range(self.size)[start:stop]  # normalized, step 1
         js = self._base_positions(positions.start, positions.stop)
-        if positions.step != 1:
-            js = js[:: positions.step]
         base = self._base
         if type(base) is not Sweep:
             rows = [base[j] for j in js]
