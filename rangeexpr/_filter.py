@@ -488,6 +488,18 @@ def _compile_binary(op: str, span: Span, left: Node, right: Node, var: _VarAcces
     get_a = _compile(left, var)
     if isinstance(right, Const):  # the common `X < 3`: no call for the constant
         b = right.value
+        if op == "%":  # the common `X % 2 == 0`: _mod inlined
+
+            def mod_const(p: Any) -> Any:
+                a = get_a(p)
+                try:
+                    if a.__class__ is str:
+                        raise TypeError
+                    return a % b
+                except _ERRORS as exc:
+                    raise _Failure(_why(op, a, b, exc), span) from None
+
+            return mod_const
 
         def binary_const(p: Any) -> Any:
             a = get_a(p)
