@@ -20,6 +20,7 @@ from ._errors import RangeExprError
 from ._sweep import Point, Sweep
 from ._template import Command, Template
 from ._text import format_value
+from ._view_cli import add_view_arguments, apply_view_options, count_points, view_source
 
 EXIT_INVALID = 2
 _FORMATS = ("jsonl", "csv", "table")
@@ -67,11 +68,13 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate expressions and templates, print a summary")
     _add_sweep_arguments(check)
+    add_view_arguments(check)
     _add_template_arguments(check)
     check.set_defaults(handler=_check)
 
     expand = sub.add_parser("expand", help="stream the points of the sweep")
     _add_sweep_arguments(expand)
+    add_view_arguments(expand)
     _add_selection_arguments(expand)
     expand.add_argument("--format", choices=_FORMATS, default="jsonl", help="default: jsonl")
     expand.add_argument("--count", action="store_true", help="print only the number of points")
@@ -79,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the command once per point")
     _add_sweep_arguments(run)
+    add_view_arguments(run)
     _add_template_arguments(run)
     _add_selection_arguments(run)
     from ._cli_run import add_run_arguments
@@ -134,7 +138,7 @@ def _sweep(args: argparse.Namespace) -> Sweep:
     exprs = [*args.positional_exprs, *args.exprs]
     if not exprs:
         raise RangeExprError("no range expressions: give EXPR or -r NAME=KIND:ARGS")
-    return Sweep(exprs)
+    return apply_view_options(Sweep(exprs), args)
 
 
 def _select(sweep: Sweep, args: argparse.Namespace) -> Sweep:
@@ -224,7 +228,7 @@ def _check(args: argparse.Namespace) -> int:
     for ax in sweep.axes:
         rows.append((ax.name, ax.kind, str(ax.size), ax.text(0), ax.text(-1)))
     _print_table(rows, sys.stdout, right={2})
-    print(f"{sweep.size} points")
+    print(f"at most {sweep.max_size} points" if sweep.is_filtered else f"{sweep.size} points")
     for w in warnings:
         print(f"rangeexpr: warning: {w}", file=sys.stderr)
     return 0
@@ -234,7 +238,7 @@ def _expand(args: argparse.Namespace) -> int:
     sweep = _select(_sweep(args), args)
     out = sys.stdout
     if args.count:
-        print(sweep.size)
+        print(count_points(sweep))
         return 0
     if args.format == "jsonl":
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
@@ -299,6 +303,7 @@ def _run(args: argparse.Namespace) -> int:
         "env": {k: t.source for k, t in env.items()},
         "shell": bool(args.shell),
     }
+    source.update(view_source(args))
     sweep = _select(full, args)
     return run_command(args, sweep, command, env, source)
 

@@ -24,6 +24,7 @@ def test_installed_wheel_parses(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("rangeexpr-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "rangeexpr/grammar/rangeexpr.lark" in names
+    assert "rangeexpr/grammar/filter.lark" in names
     assert "rangeexpr/py.typed" in names and "runner/py.typed" in names
 
     env_dir = tmp_path / "venv"
@@ -34,7 +35,8 @@ def test_installed_wheel_parses(tmp_path: Path) -> None:
         "import rangeexpr, rangeexpr._grammar as g;"
         "print(rangeexpr.__file__);"
         "print(g.grammar_path('rangeexpr.lark'));"
-        "print(list(rangeexpr.axis('X=linspace:1,2,3')))"
+        "print(list(rangeexpr.axis('X=linspace:1,2,3')));"
+        "print([p['X'] for p in rangeexpr.Sweep(['X=range:4']).where('X % 2 == 1')])"
     )
     out = subprocess.run(
         [python, "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True
@@ -42,3 +44,4 @@ def test_installed_wheel_parses(tmp_path: Path) -> None:
     assert out[0].startswith(str(env_dir)), out
     assert out[1].startswith(str(env_dir)), out
     assert out[2] == "[1.0, 1.5, 2.0]"
+    assert out[3] == "[1, 3]"
