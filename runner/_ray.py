@@ -519,8 +519,8 @@ def parse_packed(logs: bytes, mark: str) -> tuple[dict[int, dict[str, Any]], dic
     if begin < 0:
         return {}, {}
     body = logs[begin + len(marker) + 6 :]
-    header = re.compile(rb"^" + re.escape(marker) + rb" (\S+) +(\d+)\n", re.MULTILINE)
-    first = header.search(body)
+    header = re.compile(re.escape(marker) + rb" (\S+) +(\d+)\n")  # where a file begins
+    first = re.compile(rb"^" + header.pattern, re.MULTILINE).search(body)
     log_end = first.start() if first else len(body)
     records: dict[int, dict[str, Any]] = {}
     for line in body[:log_end].splitlines():  # the header line has no index: skipped

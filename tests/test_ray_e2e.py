@@ -109,6 +109,25 @@ def test_failing_job_exits_1_and_records_its_exit_code(head: RayHead, tmp_path: 
     ]
 
 
+def test_per_job_packs_points_and_records_each(head: RayHead, tmp_path: Path) -> None:
+    """--per-job 3: 7 points in 3 Ray jobs running `rangeexpr run --slice` on the node."""
+    log, results = tmp_path / "log.jsonl", tmp_path / "out"
+    done = run(
+        *("--backend", "ray", "--address", head.address, "--per-job", "3", "-j", "2"),
+        *("-r", "X=range:0,7", "-e", "G=g$X", "--exec", 'sh -c "echo $X $$G; test $X != 4"'),
+        *("--joblog", str(log), "--results", str(results)),
+    )
+    assert done.returncode == 1, done.stderr
+    recs = sorted(records(log), key=lambda r: r["index"])
+    assert [(r["index"], r["status"], r["exit_code"]) for r in recs] == [
+        (i, "failed" if i == 4 else "succeeded", 1 if i == 4 else 0) for i in range(7)
+    ]
+    assert len({r["backend_id"] for r in recs}) == 3  # [0,3), [3,6), [6,7)
+    assert [(results / f"{i}.out").read_text() for i in range(7)] == [
+        f"{i} g{i}\n" for i in range(7)
+    ]
+
+
 def test_ctrl_c_stops_every_in_flight_ray_job(head: RayHead, tmp_path: Path) -> None:
     log = tmp_path / "log.jsonl"
     proc = start(

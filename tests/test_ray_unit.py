@@ -10,6 +10,9 @@ timeouts are exercised exactly, in virtual time.
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,16 @@ import trio
 import trio.testing
 
 from runner import Attempt, BackendError, Job, JobLog, Outcome, read_joblog, run_jobs
-from runner._ray import RayBackend, backend_from_args, strip_ray_lines, sweep_identity
+from runner._ray import (
+    Packing,
+    RayBackend,
+    backend_from_args,
+    node_run_command,
+    packed_script,
+    parse_packed,
+    strip_ray_lines,
+    sweep_identity,
+)
 from runner._ray_api import TERMINAL, error_line
 
 RUNTIME_ENV = "2026-11-21 03:07:03,418\tINFO job_manager.py:581 -- Runtime env is setting up.\n"
@@ -543,3 +555,152 @@ def test_through_the_runner_lost_stops_launching(tmp_path: Path) -> None:
 async def _take_down_after(fake: FakeRay, seconds: float) -> None:
     await trio.sleep(seconds)
     fake.down = True
+
+
+# --- --per-job: packed jobs -------------------------------------------------------------
+
+
+def run_packed_script(tmp_path: Path, fake_run: str, mark: str) -> bytes:
+    """Run the real packed /bin/sh script locally, with ``fake_run`` for rangeexpr run."""
+    script = packed_script(fake_run, mark)
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, check=False)
+    assert done.stderr == b""
+    return done.stdout
+
+
+def test_packed_script_output_splits_back_exactly(tmp_path: Path) -> None:
+    mark = "@@rangeexpr-s1-4to6-1@@"
+    fake_run = (
+        'mkdir "$d/out"; printf \'%s\\n\' \'{"format": "rangeexpr-joblog/1"}\' '
+        '\'{"index": 4, "status": "succeeded", "exit_code": 0, "signal": null}\' '
+        '\'{"index": 5, "status": "failed", "exit_code": 3, "signal": null}\' > "$d/log"; '
+        "printf 'four\\n' > \"$d/out/4.out\"; printf 'no newline, and a fake\\n@@x 9 9' "
+        '> "$d/out/5.out"; printf \'e5\\n\' > "$d/out/5.err"; : > "$d/out/4.err"; '
+        "echo 'rangeexpr: 1 succeeded, 1 failed'; exit 1"
+    )
+    out = run_packed_script(tmp_path, f"( {fake_run} )", mark)
+    records, files = parse_packed(b"job chatter\n" + out, mark)
+    assert {i: (r["status"], r["exit_code"]) for i, r in records.items()} == {
+        4: ("succeeded", 0),
+        5: ("failed", 3),
+    }
+    assert files == {
+        "4.out": b"four\n",
+        "4.err": b"",
+        "5.out": b"no newline, and a fake\n@@x 9 9",
+        "5.err": b"e5\n",
+        "run": b"rangeexpr: 1 succeeded, 1 failed\n",
+    }
+
+
+def test_parse_packed_without_the_framing_finds_nothing() -> None:
+    assert parse_packed(b"sh: 1: rangeexpr: not found\n", "@@m@@") == ({}, {})
+
+
+def test_node_run_command_repeats_the_sweep_with_a_slice() -> None:
+    source = {
+        "exprs": ["X=range:0,12", "Y=case:'a b',c"],
+        "exec": "echo $X '$Y'",
+        "env": {"G": "g-$X"},
+        "shell": True,
+    }
+    line = node_run_command(source, 4, 8, jobs=2, timeout=1.5)
+    words = shlex.split(line.replace('"$d/', '"/D/'))
+    assert words == [
+        *("rangeexpr", "run", "--no-progress", "-j", "2", "--slice", "4:8"),
+        *("--joblog", "/D/log", "--results", "/D/out", "--shell", "--timeout", "1.5"),
+        "--exec=echo $X '$Y'",
+        "--env=G=g-$X",
+        "--exec-range=X=range:0,12",
+        "--exec-range=Y=case:'a b',c",
+    ]
+
+
+def packed_plan(request: dict[str, Any]) -> FakeJob:
+    """A fake head running packed jobs: each point's record and output, as the node would."""
+    entry = request["entrypoint"]
+    if "--slice" not in entry:
+        return FakeJob(request, ["RUNNING", "SUCCEEDED"], output="alone\n")
+    a, b = (int(x) for x in entry.split("--slice ")[1].split()[0].split(":"))
+    mark = re.findall(r"@@\S+?@@", entry)[0]
+    lines = [json.dumps({"format": "rangeexpr-joblog/1"})]
+    body = b""
+    for i in range(a, b):
+        if i == 3:
+            continue  # the node left no record for point 3
+        code = 1 if i == 1 else 0
+        status = "failed" if code else "succeeded"
+        lines.append(json.dumps({"index": i, "status": status, "exit_code": code, "signal": None}))
+        out = f"out {i}\n".encode()
+        body += f"{mark} {i}.out {len(out)}\n".encode() + out + f"{mark} {i}.err 0\n".encode()
+    body += f"{mark} run 9\nsummary\n".encode()
+    logs = RUNTIME_ENV + f"\n{mark} log\n" + "\n".join(lines) + "\n" + body.decode()
+    return FakeJob(request, ["PENDING", "RUNNING", "SUCCEEDED"], exit_code=1, output=logs)
+
+
+def run_packed(tmp_path: Path, retries: int) -> tuple[FakeRay, Any, list[dict[str, Any]]]:
+    fake = FakeRay(packed_plan)
+
+    def entrypoint(a: int, b: int) -> str:
+        run = node_run_command(
+            {"exprs": ["X=range:0,5"], "exec": "echo $X"}, a, b, jobs=1, timeout=None
+        )
+        return packed_script(run, f"@@rangeexpr-s1-{a}to{b}-1@@")
+
+    log = tmp_path / "log.jsonl"
+
+    async def main() -> Any:
+        async with backend(fake, packing=Packing(2, 0, 5, entrypoint)) as b:
+            jobs = (make_job(i, f"echo {i}") for i in range(5))
+            joblog = JobLog.create(log, {})
+            try:
+                return await run_jobs(
+                    jobs, b, 10, results_dir=tmp_path, retries=retries, joblog=joblog
+                )
+            finally:
+                joblog.close()
+
+    summary = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    records = [json.loads(line) for line in log.read_text().splitlines()[1:]]
+    return fake, summary, sorted(records, key=lambda r: (r["index"], r["attempt"]))
+
+
+def test_per_job_runs_groups_and_maps_results_back_per_point(tmp_path: Path) -> None:
+    fake, summary, records = run_packed(tmp_path, retries=0)
+    posts = [c for c in fake.calls if c[0] == "POST" and c[1] == "/api/jobs/"]
+    assert len(posts) == 3  # [0,2), [2,4), [4,5)
+    assert [(r["index"], r["status"], r["exit_code"], r["backend_id"]) for r in records] == [
+        (0, "succeeded", 0, "rangeexpr-s1-0to2-1"),
+        (1, "failed", 1, "rangeexpr-s1-0to2-1"),
+        (2, "succeeded", 0, "rangeexpr-s1-2to4-1"),
+        (3, "failed", None, "rangeexpr-s1-2to4-1"),  # no record from the node
+        (4, "succeeded", 0, "rangeexpr-s1-4to5-1"),
+    ]
+    assert (summary.succeeded, summary.failed) == (3, 2)
+    assert [(tmp_path / f"{i}.out").read_text() for i in (0, 1, 2, 4)] == [
+        f"out {i}\n" for i in (0, 1, 2, 4)
+    ]
+    assert (tmp_path / "3.err").read_text() == "summary\n"  # what the node's run said
+
+
+def test_per_job_retries_run_alone(tmp_path: Path) -> None:
+    fake, summary, records = run_packed(tmp_path, retries=1)
+    posts = [c for c in fake.calls if c[0] == "POST" and c[1] == "/api/jobs/"]
+    assert len(posts) == 5  # three packed jobs, then points 1 and 3 alone
+    assert [(r["index"], r["attempt"], r["backend_id"]) for r in records if r["attempt"] == 2] == [
+        (1, 2, "rangeexpr-s1-1-2"),
+        (3, 2, "rangeexpr-s1-3-2"),
+    ]
+    assert summary.succeeded == 5
+    assert (tmp_path / "1.out").read_text() == "alone\n"
+
+
+def test_packing_groups_are_aligned_on_the_selection() -> None:
+    packing = Packing(4, 5, 15, lambda a, b: "")
+    assert [packing.group(i) for i in (5, 8, 9, 12, 14)] == [
+        (5, 9),
+        (5, 9),
+        (9, 13),
+        (9, 13),
+        (13, 15),
+    ]
