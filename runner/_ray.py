@@ -552,6 +552,7 @@ def node_run_command(
     words.append(shlex.quote(f"--exec={source['exec']}"))
     words += [shlex.quote(f"--env={k}={v}") for k, v in dict(source.get("env") or {}).items()]
     words += [shlex.quote(f"--exec-range={e}") for e in source["exprs"]]
+    words += [shlex.quote(f"--link={','.join(group)}") for group in source.get("link") or ()]
     return " ".join(words)
 
 
@@ -565,6 +566,16 @@ def backend_from_args(args: Any, source: Mapping[str, Any], sweep: Any = None) -
     sweep_id = sweep_identity(source)
     packing = None
     per_job = int(getattr(args, "per_job", 1) or 1)
+    reordered = [f"--{name}" for name in ("where", "shuffle", "sample") if name in source]
+    if per_job > 1 and reordered:
+        from rangeexpr import RangeExprError
+
+        # The node's --slice counts positions in the filtered or shuffled order, while a
+        # group is a run of point indices: they agree only for the plain (or linked) sweep.
+        raise RangeExprError(
+            f"--per-job cannot be combined with {', '.join(reordered)} yet: "
+            "run one point per Ray job (--per-job 1)"
+        )
     if per_job > 1 and sweep is not None and sweep.size > 0:
         start = int(sweep[0].index)
         stop = int(sweep[-1].index) + 1

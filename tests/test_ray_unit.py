@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import subprocess
+from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -595,6 +596,22 @@ def test_packed_script_output_splits_back_exactly(tmp_path: Path) -> None:
 
 def test_parse_packed_without_the_framing_finds_nothing() -> None:
     assert parse_packed(b"sh: 1: rangeexpr: not found\n", "@@m@@") == ({}, {})
+
+
+def test_node_run_command_keeps_links() -> None:
+    source = {"exprs": ["X=range:2", "Y=case:a,b"], "exec": "e $X$Y", "link": [["X", "Y"]]}
+    line = node_run_command(source, 0, 2, jobs=1, timeout=None)
+    assert line.endswith(" --exec-range=X=range:2 --exec-range=Y=case:a,b --link=X,Y")
+
+
+@pytest.mark.parametrize("option", ["where", "shuffle", "sample"])
+def test_per_job_refuses_reordered_sweeps(option: str) -> None:
+    from rangeexpr import RangeExprError, Sweep
+
+    args = Namespace(address="http://h:1", entrypoint_num_cpus=1.0, per_job=2, timeout=None)
+    source = {"exprs": ["X=range:4"], "exec": "e $X", option: "1"}
+    with pytest.raises(RangeExprError, match=f"--per-job cannot be combined with --{option} yet"):
+        backend_from_args(args, source, Sweep(["X=range:4"]))
 
 
 def test_node_run_command_repeats_the_sweep_with_a_slice() -> None:
