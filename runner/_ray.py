@@ -319,10 +319,8 @@ class RayBackend:
                 b"",
                 b"",
             )
-        submitted = False
         try:
             await self._submit_or_follow(spec)
-            submitted = True
             info, stopping = await self._wait(spec)
         except _Lost as lost:
             return Outcome("lost", None, backend_id=sid, message=str(lost)), b"", b""
@@ -330,9 +328,9 @@ class RayBackend:
             note = f"rangeexpr: Ray: {exc.message}\n".encode()
             return Outcome("failed", None, None, sid, f"Ray refused the job: {exc}"), b"", note
         except BaseException:
-            if submitted:  # cancelled (or a bug): do not leave the job running on the cluster
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await self._quietly(self.api.stop(sid))
+            # Cancelled (or a bug), maybe mid-submission: leave nothing running on the cluster.
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._quietly(self.api.stop(sid))
             raise
         outcome = _outcome(info, stopping, sid)
         logs, note = await self._collect(spec)
