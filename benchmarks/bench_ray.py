@@ -18,6 +18,7 @@ import tempfile
 import time
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -31,7 +32,7 @@ PER_JOB = 20
 REPEAT = 2
 
 
-def jobs() -> list:  # type: ignore[type-arg]
+def jobs() -> list[Any]:
     from rangeexpr import Command, Sweep
     from runner import Job
 
@@ -52,7 +53,7 @@ def ours(address: str, per_job: int) -> float:
     args = Namespace(address=address, entrypoint_num_cpus=1.0, per_job=per_job, timeout=None)
     # Each run its own sweep identity, so no run finds the jobs of another.
     source["run"] = time.time_ns()
-    backend = backend_from_args(args, source, Sweep(source["exprs"]))  # type: ignore[arg-type]
+    backend = backend_from_args(args, source, Sweep(source["exprs"]))
 
     async def main() -> float:
         with tempfile.TemporaryDirectory() as tmp:
