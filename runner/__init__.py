@@ -21,11 +21,26 @@ Example::
     trio.run(main)
 """
 
+from typing import TYPE_CHECKING
+
 from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status
 from ._joblog import JobLog, JobLogError, read_joblog
 from ._local import LocalBackend
 from ._policy import Halt, parse_halt
 from ._run import Runner, RunStatistics, SlowJob, Summary, run_jobs
+
+if TYPE_CHECKING:
+    from ._ray import RayBackend
+
+
+def __getattr__(name: str) -> object:
+    """``RayBackend`` is imported on first use, so local runs never load httpx."""
+    if name == "RayBackend":
+        from ._ray import RayBackend
+
+        return RayBackend
+    raise AttributeError(f"module 'runner' has no attribute {name!r}")
+
 
 __all__ = [
     "Attempt",
@@ -37,6 +52,7 @@ __all__ = [
     "JobLogError",
     "LocalBackend",
     "Outcome",
+    "RayBackend",
     "RunStatistics",
     "Runner",
     "SlowJob",
