@@ -37,10 +37,6 @@ def _range_len(r: range) -> int:
 
 
 class Axis(Sequence[Value]):
-    # Subclasses take the parsed expression: ``Kind(expr)``.
-    def __init__(self, expr: RangeExpr) -> None:
-        raise NotImplementedError
-
     """One named axis of a sweep: a lazy, immutable Sequence of typed values.
 
     ``size`` is exact for any length; ``len()`` works where it fits, as for ``range``.
@@ -522,7 +518,7 @@ class GeomspaceAxis(Axis):
         return signed
 
 
-_KINDS: dict[str, type[Axis]] = {
+_KINDS: dict[str, Callable[[RangeExpr], Axis]] = {
     "case": CaseAxis,
     "range": RangeAxis,
     "arange": ArangeAxis,
