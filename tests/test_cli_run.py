@@ -108,7 +108,8 @@ def test_concurrency_never_exceeds_j(tmp_path: Path) -> None:
     for _, step in sorted(events):  # at equal times an end (-1) sorts before a start
         running += step
         peak = max(peak, running)
-    assert peak == 3
+    assert peak <= 3  # the law; and jobs did overlap (a loaded machine may stagger starts)
+    assert peak >= 2
 
 
 def test_output_is_one_block_per_job_and_failures_exit_1(tmp_path: Path) -> None:
