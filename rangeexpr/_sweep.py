@@ -12,7 +12,7 @@ chunk of the next axis, and lets ``itertools.product`` build the tuples in C.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import count, islice, product, repeat
 from typing import TYPE_CHECKING, Any, overload
 
@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 __all__ = ["Point", "Sweep"]
 
 _BLOCK = 4096
+_TABLE = 4096  # axes up to this long keep their values (and texts) in a table: O(axes) memory
 
 
 class _Layout:
     """What every Point of one sweep shares: names, positions, axes and their radices."""
 
     __slots__ = (
+        "array_tables",
         "axes",
         "case_axes",
         "getters",
@@ -44,6 +46,7 @@ class _Layout:
         "positions",
         "sizes",
         "strides",
+        "text_tables",
         "total",
     )
 
@@ -63,27 +66,31 @@ class _Layout:
 
             self.strides, self.total = link_strides(self.axes, link)
         self.case_axes = frozenset(k for k, a in enumerate(axes) if a.kind == "case")
-        self.getters = tuple(zip([a._getter() for a in self.axes], self.strides, self.sizes))
+        # element i of axis k: a table lookup for short axes, else computed on demand
+        at = [a.values(0, a.size).__getitem__ if a.size <= _TABLE else a._getter() for a in axes]
+        self.getters = tuple(zip(at, self.strides, self.sizes))
+        self.text_tables: dict[int, list[str] | None] = {}
+        self.array_tables: dict[int, npt.NDArray[Any]] = {}
 
     def decode(self, g: int) -> tuple[Value, ...]:
         return tuple([at((g // st) % sz) for at, st, sz in self.getters])
 
-    def text_getter(self, name: str) -> Callable[[tuple[Value, ...], int], str]:
-        """A function ``(row, index) -> text`` for one variable, for fast template rendering."""
-        k = self.positions[name]
-        axis = self.axes[k]
-        if k in self.case_axes:
-            texts = [axis.text(i) for i in range(axis.size)]
-            st, sz = self.strides[k], self.sizes[k]
-            return lambda row, index: texts[(index // st) % sz]
-        if axis.kind == "range" or (axis.kind == "arange" and isinstance(axis[0], int)):
-            return lambda row, index: str(row[k])
+    def array_table(self, k: int) -> npt.NDArray[Any]:
+        """Every element of the short axis k as a numpy array, for ``Sweep.arrays``."""
+        import numpy as np
 
-        def float_text(row: tuple[Value, ...], index: int) -> str:
-            text = repr(row[k])
-            return text[:-2] if text.endswith(".0") else text
+        if k not in self.array_tables:
+            axis = self.axes[k]
+            self.array_tables[k] = axis.array(np.arange(axis.size, dtype=np.int64))
+        return self.array_tables[k]
 
-        return float_text
+    def text_table(self, k: int) -> list[str] | None:
+        """The texts of every element of axis k if it is short (or a case list), else None."""
+        if k not in self.text_tables:
+            axis = self.axes[k]
+            short = axis.size <= _TABLE or k in self.case_axes
+            self.text_tables[k] = [axis.text(i) for i in range(axis.size)] if short else None
+        return self.text_tables[k]
 
 
 class Point(Mapping[str, Value]):
@@ -300,13 +307,20 @@ class Sweep(Sequence[Point]):
         first = r.start + positions.start * r.step if positions else 0
         last = r.start + (positions.stop - 1) * r.step if positions else 0
         layout = self._layout
+        digits: Sequence[npt.NDArray[np.int64]]
         if max(first, last, layout.total) < 2**62:
             g = first + np.arange(len(positions), dtype=np.int64) * (r.step * positions.step)
-            digits = [(g // st) % sz for st, sz in zip(layout.strides, layout.sizes)]
+            if layout.linked:
+                digits = [(g // st) % sz for st, sz in zip(layout.strides, layout.sizes)]
+            else:
+                digits = np.unravel_index(g, layout.sizes)
         else:  # beyond int64: exact Python ints, one per point
             gs = [r[p] for p in positions]
             digits = [
                 np.array([(x // st) % sz for x in gs], dtype=np.int64)
                 for st, sz in zip(layout.strides, layout.sizes)
             ]
-        return {a.name: a.array(d) for a, d in zip(layout.axes, digits)}
+        return {
+            a.name: a.array(d) if a.size > _TABLE else np.take(layout.array_table(k), d)
+            for k, (a, d) in enumerate(zip(layout.axes, digits))
+        }

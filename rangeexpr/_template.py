@@ -21,7 +21,8 @@ from ._text import format_value
 if TYPE_CHECKING:
     from ._sweep import Sweep, _Layout
 
-_Getter = Callable[[tuple[Value, ...], int], str]
+# (text table or None, stride, size, position in the row, formatter of the value)
+_Step = tuple[list[str] | None, int, int, int, Callable[[Value], str]]
 
 __all__ = ["Command", "Field", "Template"]
 
@@ -69,7 +70,7 @@ class Template:
                 out.append("%s")
         out.append(source[pos:].replace("%", "%%"))
         self._format = "".join(out)
-        self._plans: dict[int, tuple[object, list[_Getter]]] = {}
+        self._plans: dict[int, tuple[object, list[_Step]]] = {}
         self.fields = tuple(fields)
         self.names = frozenset(f.name for f in fields)
 
@@ -81,9 +82,14 @@ class Template:
         return self._format % self._texts(values)
 
     def _texts(self, values: Mapping[str, Value]) -> tuple[str, ...]:
-        if isinstance(values, Point):
+        if type(values) is Point:
             row, index = values._row, values._index
-            return tuple([get(row, index) for get in self._plan(values._layout)])
+            return tuple(
+                [
+                    texts[(index // st) % sz] if texts is not None else text(row[k])
+                    for texts, st, sz, k, text in self._plan(values._layout)
+                ]
+            )
         text = getattr(values, "text", None)
         out = []
         for f in self.fields:
@@ -95,23 +101,27 @@ class Template:
                 out.append(format_value(values[f.name]))
         return tuple(out)
 
-    def _plan(self, layout: _Layout) -> list[_Getter]:
-        """One text getter per field for the points of one sweep, built once per sweep."""
+    def _plan(self, layout: _Layout) -> list[_Step]:
+        """How to get each field's text from a point's row and index, built once per sweep.
+
+        A short axis's text is a table lookup by digit; a long one is formatted from the
+        value; a field with a format spec always formats the typed value.
+        """
         entry = self._plans.get(id(layout))
         if entry is not None and entry[0] is layout:
             return entry[1]
-        plan = [
-            layout.text_getter(f.name) if f.spec is None else self._spec_getter(layout, f)
-            for f in self.fields
-        ]
+        plan: list[_Step] = []
+        for f in self.fields:
+            k = layout.positions[f.name]
+            st, sz = layout.strides[k], layout.sizes[k]
+            if f.spec is not None:
+                plan.append((None, st, sz, k, _spec_formatter(f, self.source)))
+            else:
+                plan.append((layout.text_table(k), st, sz, k, format_value))
         if len(self._plans) > 8:
             self._plans.clear()
         self._plans[id(layout)] = (layout, plan)
         return plan
-
-    def _spec_getter(self, layout: _Layout, f: Field) -> _Getter:
-        k, source = layout.positions[f.name], self.source
-        return lambda row, index: _formatted(row[k], f, source)
 
     def check(self, sweep: Sweep, /) -> None:
         """Raise TemplateError for a name no range defines or a spec its values reject."""
@@ -127,6 +137,10 @@ def _formatted(value: Value, f: Field, source: str) -> str:
             source,
             f.span,
         ) from None
+
+
+def _spec_formatter(f: Field, source: str) -> Callable[[Value], str]:
+    return lambda value: _formatted(value, f, source)
 
 
 def _check_fields(source: str, fields: Iterable[Field], sweep: Sweep) -> None:
