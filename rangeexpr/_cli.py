@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from ._errors import RangeExprError
-from ._sweep import Point, Sweep
+from ._sweep import Sweep
 from ._template import Command, Template
-from ._text import format_value
 from ._view_cli import add_view_arguments, apply_view_options, count_points, view_source
+
+__all__ = ["main"]
 
 EXIT_INVALID = 2
 _FORMATS = ("jsonl", "csv", "table")
@@ -306,7 +307,3 @@ def _run(args: argparse.Namespace) -> int:
     source.update(view_source(args))
     sweep = _select(full, args)
     return run_command(args, sweep, command, env, source)
-
-
-__all__ = ["format_value", "main"]
-_ = Point  # the CLI yields Points from sweeps; imported for type readers
