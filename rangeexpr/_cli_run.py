@@ -131,6 +131,10 @@ def run_command(
     _check_writable(args)
     import trio
 
+    if args.backend == "local":
+        from runner._sched import favour_dispatch
+
+        favour_dispatch()  # short jobs: the dispatcher's wake-up latency sets the pace
     try:
         plan = _Plan(args, sweep, command, env, source, skip, resume_at)
         return trio.run(_main, plan)

@@ -43,8 +43,8 @@ class LocalBackend:
     def __init__(self, grace: float = 2.0):
         self.grace = grace
         self._base_env: dict[str, str] = {}
-        # The cancel scopes of the attempts waiting for their process, by abort event.
-        self._waiting: dict[trio.Event, set[trio.CancelScope]] = {}
+        # The running children, by the abort event of their attempts (one per run).
+        self._running: dict[trio.Event, set[_Child]] = {}
 
     async def __aenter__(self) -> LocalBackend:
         self._base_env = dict(os.environ)
@@ -56,33 +56,41 @@ class LocalBackend:
     async def run(self, attempt: Attempt) -> Outcome:
         if attempt.abort.is_set():
             return Outcome("killed", None)
-        job = attempt.job
+        running = self._running_of(attempt.abort)
         try:
-            pid = self._spawn(attempt)
+            child = _Child(self._spawn(attempt))
         except OSError as exc:
             # Like a shell: 127 when the program is not there, 126 when it cannot run.
-            status = 127 if isinstance(exc, FileNotFoundError) else 126
-            message = f"cannot run {job.argv[0]!r}: {exc.strerror or exc}"
+            exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
+            message = f"cannot run {attempt.job.argv[0]!r}: {exc.strerror or exc}"
             with open(attempt.stderr, "ab") as err:
                 err.write(f"rangeexpr: {message}\n".encode())
-            return Outcome("failed", status, message=message)
-        async with _Child(pid) as child:
-            with trio.CancelScope() as scope:
-                if attempt.timeout is not None:
-                    scope.deadline = trio.current_time() + attempt.timeout
-                waiting = self._scopes_of(attempt.abort)
-                waiting.add(scope)
-                try:
-                    code = await child.wait()
-                finally:
-                    waiting.discard(scope)
-            if not scope.cancelled_caught:
-                if code == 0:
-                    return Outcome("succeeded", 0)
-                return Outcome("failed", None, -code) if code < 0 else Outcome("failed", code)
-            ended: Status = "killed" if attempt.abort.is_set() else "timed_out"
-            code = await self._terminate(child)
-            return Outcome(ended, None if code < 0 else code, -code if code < 0 else None)
+            return Outcome("failed", exit_code, message=message)
+        running.add(child)
+        try:
+            if attempt.timeout is None:
+                await child.wait()
+            else:
+                with trio.move_on_after(attempt.timeout):
+                    await child.wait()
+                if child.code is None and not child.aborted:  # out of time
+                    child.timed_out = True
+                    child.signal(signal.SIGTERM)
+                    with trio.move_on_after(self.grace):
+                        await child.wait()
+            if child.aborted or child.timed_out:
+                await child.kill()
+        finally:
+            running.discard(child)
+            await child.close()
+        code = child.code
+        assert code is not None  # close() reaps it
+        if child.timed_out or child.aborted:
+            status: Status = "timed_out" if child.timed_out else "killed"
+            return Outcome(status, None if code < 0 else code, -code if code < 0 else None)
+        if code == 0:
+            return Outcome("succeeded", 0)
+        return Outcome("failed", None, -code) if code < 0 else Outcome("failed", code)
 
     def _spawn(self, attempt: Attempt) -> int:
         """Start the job with stdin from /dev/null and its output in the attempt's files."""
@@ -110,64 +118,44 @@ class LocalBackend:
         finally:
             os.close(out)
 
-    def _scopes_of(self, abort: trio.Event) -> set[trio.CancelScope]:
-        """The waiting attempts of ``abort``; the first call starts the task that watches it.
+    def _running_of(self, abort: trio.Event) -> set[_Child]:
+        """The running children of ``abort``'s run; the first call starts its watcher.
 
-        One watcher per run instead of one per attempt: a per-attempt watcher task and the
-        nursery it needs cost as much as spawning a short job.
+        One watcher per run stops every child when the run aborts, so an attempt needs no
+        cancel scope or watcher task of its own: those cost as much as a short job.
         """
-        scopes = self._waiting.get(abort)
-        if scopes is None:
-            scopes = self._waiting[abort] = set()
-            trio.lowlevel.spawn_system_task(_cancel_when_set, abort, scopes)
-        return scopes
+        running = self._running.get(abort)
+        if running is None:
+            running = self._running[abort] = set()
+            trio.lowlevel.spawn_system_task(self._stop_on_abort, abort, running)
+        return running
 
-    async def _terminate(self, child: _Child) -> int:
-        child.signal(signal.SIGTERM)
-        with trio.move_on_after(self.grace):
-            await child.wait()
-        # SIGKILL the group even if the leader obeyed: a grandchild may ignore SIGTERM.
-        child.signal(signal.SIGKILL)
-        return await child.wait()
-
-
-async def _cancel_when_set(abort: trio.Event, scopes: set[trio.CancelScope]) -> None:
-    await abort.wait()
-    for scope in list(scopes):
-        scope.cancel()
+    async def _stop_on_abort(self, abort: trio.Event, running: set[_Child]) -> None:
+        """On abort: SIGTERM every running job's group, then SIGKILL them after ``grace``."""
+        await abort.wait()
+        for child in running:
+            child.aborted = True
+            child.signal(signal.SIGTERM)
+        await trio.sleep(self.grace)
+        for child in running:
+            child.signal(signal.SIGKILL)
 
 
 class _Child:
-    """A spawned process group: its exit awaited once, reaped and never left behind.
+    """A spawned process group, awaited on a pidfd and reaped exactly once."""
 
-    Leaving the ``async with`` while the child still runs (the caller was cancelled) kills
-    its group and reaps it, shielded, so no process outlives the runner.
-    """
+    __slots__ = ("_fd", "aborted", "code", "pid", "timed_out")
 
     def __init__(self, pid: int):
         self.pid = pid
         self.code: int | None = None  # the exit code; -N when killed by signal N
+        self.aborted = self.timed_out = False  # why we signalled it, if we did
         self._fd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-
-    async def __aenter__(self) -> _Child:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            if self.code is None:
-                self.signal(signal.SIGKILL)
-                with trio.CancelScope(shield=True):
-                    await self.wait()
-        finally:
-            if self._fd is not None:
-                trio.lowlevel.notify_closing(self._fd)
-                os.close(self._fd)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the whole group (the leader's pid is the group id)."""
-        if self.code is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
 
     async def wait(self) -> int:
         """The exit code, once the process has ended."""
@@ -180,6 +168,21 @@ class _Child:
             if pid:
                 self.code = os.waitstatus_to_exitcode(status)
         return self.code
+
+    async def kill(self) -> int:
+        """SIGKILL the group, even if the leader is gone (a grandchild may ignore SIGTERM)."""
+        self.signal(signal.SIGKILL)
+        return await self.wait()
+
+    async def close(self) -> None:
+        """Reap the child, killing its group first if it still runs (we were cancelled)."""
+        if self.code is None:
+            with trio.CancelScope(shield=True):
+                await self.kill()
+        if self._fd is not None:
+            trio.lowlevel.notify_closing(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
 
 @functools.lru_cache(maxsize=256)

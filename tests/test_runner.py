@@ -270,6 +270,24 @@ def test_output_is_copied_as_one_block_per_job(capfd: pytest.CaptureFixture[str]
     assert err == "err 2\nerr 1\nerr 0\n"
 
 
+def test_a_job_that_writes_nothing_shows_no_earlier_jobs_output(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Scratch files are reused; one left behind is empty, so nothing stale is copied."""
+
+    class EvenOnly(ScriptedBackend):
+        async def run(self, attempt: Attempt) -> Outcome:
+            if attempt.job.index % 2 == 0:
+                attempt.stdout.write_text(f"out {attempt.job.index}\n")
+            return Outcome("succeeded", 0)
+
+    async def main() -> None:
+        await run_jobs(jobs(5), EvenOnly(lambda i, a: (0, "succeeded")), 1)
+
+    run(main)
+    assert capfd.readouterr().out == "out 0\nout 2\nout 4\n"
+
+
 def test_results_dir_keeps_the_files_by_index(tmp_path: Path) -> None:
     backend = ScriptedBackend(lambda i, a: (1, "succeeded"), output=True)
 

@@ -74,6 +74,53 @@ def test_a_missing_program_fails_like_a_shell_would(tmp_path: Path) -> None:
     assert "cannot run 'no-such-program-here'" in a.stderr.read_text()
 
 
+def test_a_program_that_cannot_run_fails_with_126(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\necho hi\n")
+    outcome = run_one(attempt(tmp_path, (str(script),)))
+    assert (outcome.status, outcome.exit_code) == ("failed", 126)
+
+
+def test_the_program_is_searched_in_the_jobs_own_path(tmp_path: Path) -> None:
+    """``-e PATH=...`` decides where the program is found, as for any exec'd command."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "only-in-job-path"
+    tool.write_text("#!/bin/sh\necho found $1\n")
+    tool.chmod(0o755)
+    a = attempt(tmp_path, ("only-in-job-path", "it"), env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert run_one(a) == Outcome("succeeded", 0)
+    assert a.stdout.read_text() == "found it\n"
+    missing = attempt(tmp_path, ("only-in-job-path",))  # not on our own PATH
+    assert run_one(missing).exit_code == 127
+
+
+def test_jobs_get_sigpipe_back_and_stdin_from_dev_null(tmp_path: Path) -> None:
+    """Python ignores SIGPIPE; a job must not inherit that (``yes | head`` must end)."""
+    a = attempt(tmp_path, ("sh", "-c", "grep SigIgn /proc/self/status; cat; yes | head -n 1"))
+    assert run_one(a) == Outcome("succeeded", 0)
+    ignored_line, rest = a.stdout.read_text().split("\n", 1)
+    ignored = int(ignored_line.split()[1], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), sig
+    assert rest == "y\n"  # `cat` read an empty stdin
+
+
+def test_abort_during_a_timeout_reports_killed(tmp_path: Path) -> None:
+    async def main() -> Outcome:
+        abort = trio.Event()
+        async with LocalBackend() as backend, trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: _set_later(abort, 0.2))
+            return await backend.run(attempt(tmp_path, ("sleep", "30"), timeout=20, abort=abort))
+
+    assert trio.run(main) == Outcome("killed", None, signal.SIGTERM)
+
+
+async def _set_later(event: trio.Event, seconds: float) -> None:
+    await trio.sleep(seconds)
+    event.set()
+
+
 def test_timeout_terminates_then_reports_timed_out(tmp_path: Path) -> None:
     outcome = run_one(attempt(tmp_path, ("sleep", "30"), timeout=0.2))
     assert outcome == Outcome("timed_out", None, signal.SIGTERM)
