@@ -263,18 +263,18 @@ async def _run(
         results_dir=args.results,
     )
     interrupted: list[int] = []
-    force = trio.CancelScope()  # a second signal: stop waiting for jobs to end politely
+    force = trio.CancelScope()  # the last resort: cancel the run, jobs killed without records
     summary = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, signals, runner, interrupted, force)
+            nursery.start_soon(_watch_signals, signals, runner, backend, interrupted, force)
             if sys.stderr.isatty() and not args.no_progress:
                 nursery.start_soon(_show_progress, runner, *progress)
             with force:
                 summary = await runner.run(jobs)
             nursery.cancel_scope.cancel()
     if summary is None:
-        sys.stderr.write("rangeexpr: interrupted twice: running jobs killed, without records\n")
+        sys.stderr.write("rangeexpr: interrupted again: running jobs killed, without records\n")
         return EXIT_INTERRUPTED
     _print_summary(summary, progress[1].skipped, args.halt, interrupted)
     if interrupted:
@@ -368,18 +368,28 @@ def _dry_run(
 
 
 async def _watch_signals(
-    signals: AsyncIterator[int], runner: Runner, interrupted: list[int], force: trio.CancelScope
+    signals: AsyncIterator[int],
+    runner: Runner,
+    backend: Backend,
+    interrupted: list[int],
+    force: trio.CancelScope,
 ) -> None:
     """SIGINT/SIGTERM: stop launching and terminate the running jobs (they get records).
 
-    A second signal cancels the run outright: backends kill what is left at once (the local
-    one SIGKILLs the process groups) instead of waiting out the grace period.
+    A second signal skips the grace period: the local backend SIGKILLs the process groups
+    and the jobs still get their records. Past that (or with Ray, where a stop takes what
+    Ray takes) the run is cancelled outright, and the jobs still running get no record.
     """
+    from runner import LocalBackend
+
     async for signum in signals:
-        if interrupted:
-            force.cancel()
         interrupted.append(signum)
-        runner.stop("interrupted", now=True)
+        if len(interrupted) == 1:
+            runner.stop("interrupted", now=True)
+        elif len(interrupted) == 2 and isinstance(backend, LocalBackend):
+            backend.kill_now()  # the jobs still end as "killed" and get their records
+        else:
+            force.cancel()
 
 
 async def _show_progress(runner: Runner, total: int, counts: _Counts) -> None:

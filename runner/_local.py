@@ -92,6 +92,16 @@ class LocalBackend:
             return Outcome("succeeded", 0)
         return Outcome("failed", None, -code) if code < 0 else Outcome("failed", code)
 
+    def kill_now(self) -> None:
+        """SIGKILL every running job's group at once, skipping the grace (a second Ctrl-C).
+
+        The attempts still end normally, as "killed", so the runner writes their records.
+        """
+        for running in self._running.values():
+            for child in running:
+                child.aborted = True
+                child.signal(signal.SIGKILL)
+
     def _spawn(self, attempt: Attempt) -> int:
         """Start the job with stdin from /dev/null and its output in the attempt's files."""
         job = attempt.job

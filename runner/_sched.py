@@ -53,4 +53,3 @@ def favour_dispatch() -> bool:
         return bool(libc.syscall(setattr_nr, 0, ctypes.create_string_buffer(wanted), 0) == 0)
     except (OSError, AttributeError):
         return False
-

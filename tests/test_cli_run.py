@@ -425,18 +425,23 @@ def test_a_closed_stdout_does_not_stop_the_jobs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_second_interrupt_kills_at_once(tmp_path: Path) -> None:
+def test_a_second_interrupt_kills_at_once_and_keeps_the_records(tmp_path: Path) -> None:
     """Jobs that ignore SIGTERM would take the grace period; a second Ctrl-C does not wait."""
     stubborn = "sh -c 'trap \"\" TERM; sleep 60; echo $X'"
-    proc = start("-r", "X=range:4", "-j", "2", "--exec", stubborn, cwd=tmp_path)
+    log = tmp_path / "log.jsonl"
+    proc = start(
+        "-r", "X=range:4", "-j", "2", "--joblog", str(log), "--exec", stubborn, cwd=tmp_path
+    )  # fmt: skip
     wait_for(lambda: len([p for p in descendants(proc.pid) if p.name() == "sleep"]) == 2)
     children = descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=1.5)  # well under the 2 s grace period
-    assert proc.returncode == 130
-    assert "interrupted twice" in err
+    assert proc.returncode == 130, err
+    assert "2 killed" in err
+    records = [json.loads(line) for line in log.read_text().splitlines()[1:]]
+    assert [(r["status"], r["signal"]) for r in records] == [("killed", signal.SIGKILL)] * 2
     _, alive = psutil.wait_procs(children, timeout=5)
     assert alive == []
 
