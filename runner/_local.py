@@ -27,6 +27,7 @@ from ._backend import Attempt, Outcome, Status
 
 __all__ = ["LocalBackend"]
 
+_HAVE_PIDFD = hasattr(os, "pidfd_open")  # Linux; elsewhere the exit is polled
 _OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 _STDIN = ((os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),)
 # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across exec, so the
@@ -86,12 +87,10 @@ class LocalBackend:
             await child.close()
         code = child.code
         assert code is not None  # close() reaps it
-        if child.timed_out or child.aborted:
-            status: Status = "timed_out" if child.timed_out else "killed"
-            return Outcome(status, None if code < 0 else code, -code if code < 0 else None)
-        if code == 0:
-            return Outcome("succeeded", 0)
-        return Outcome("failed", None, -code) if code < 0 else Outcome("failed", code)
+        status: Status = "succeeded" if code == 0 else "failed"
+        if child.timed_out or child.aborted:  # we stopped it: whatever it exited with
+            status = "timed_out" if child.timed_out else "killed"
+        return Outcome(status, None if code < 0 else code, -code if code < 0 else None)
 
     def kill_now(self) -> None:
         """SIGKILL every running job's group at once, skipping the grace (a second Ctrl-C).
@@ -168,7 +167,7 @@ class _Child:
         self.pid = pid
         self.code: int | None = None  # the exit code; -N when killed by signal N
         self.aborted = self.timed_out = False  # why we signalled it, if we did
-        self._fd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+        self._fd = os.pidfd_open(pid) if _HAVE_PIDFD else None
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the whole group (the leader's pid is the group id)."""

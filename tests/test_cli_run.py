@@ -33,6 +33,20 @@ def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
     )
 
 
+def piped(rangeexpr_args: str, reader: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``rangeexpr ARGS | READER`` through /bin/sh, for a reader that stops reading early."""
+    return subprocess.run(
+        f"{sys.executable} -m rangeexpr {rangeexpr_args} | {reader}",
+        shell=True,
+        check=False,
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def start(*args: str, cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "rangeexpr", "run", "--no-progress", *args],
@@ -134,16 +148,8 @@ def test_results_dir_keeps_output_by_index(tmp_path: Path) -> None:
 
 
 def test_dry_run_prints_lazily_and_runs_nothing(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        f"{sys.executable} -m rangeexpr run --dry-run -r X=range:1000000000000 -e 'N=a $X' "
-        "--exec 'touch $X' | head -2",
-        shell=True,
-        check=False,
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=30,
+    proc = piped(
+        "run --dry-run -r X=range:1000000000000 -e 'N=a $X' --exec 'touch $X'", "head -2", tmp_path
     )
     assert proc.stdout == "N='a 0' touch 0\nN='a 1' touch 1\n"
     assert proc.stderr == ""
@@ -407,17 +413,8 @@ def test_huge_output_is_streamed_not_held(tmp_path: Path) -> None:
 
 
 def test_a_closed_stdout_does_not_stop_the_jobs(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        f"{sys.executable} -m rangeexpr run --no-progress -r X=range:50 -j 2 --joblog log "
-        "--exec 'seq $X 5000' | head -1",
-        shell=True,
-        check=False,
-        cwd=tmp_path,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    args = "run --no-progress -r X=range:50 -j 2 --joblog log --exec 'seq $X 5000'"
+    proc = piped(args, "head -1", tmp_path)
     assert proc.stdout in ("0\n", "1\n")
     assert "Traceback" not in proc.stderr
     assert "50 succeeded" in proc.stderr
