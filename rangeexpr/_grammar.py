@@ -1,20 +1,38 @@
-"""Find the Lark grammars and build each parser once.
+"""The parsers, loaded from LALR tables built ahead of time and shipped in the package.
 
-The grammars live in ``grammar/`` at the top of the checkout and are copied into the wheel
-as ``rangeexpr/grammar/`` (see pyproject.toml), so both places are looked at, the
-installed one first. Parsers are LALR in strict mode (a grammar conflict fails at once),
-with positions on every node, and cached by lark between processes for a fast start.
+``grammar/*.lark`` is the source of truth. ``python3 grammar/build_tables.py`` compiles each
+grammar in lark's strict mode (an LALR conflict or a terminal collision is an error; this
+needs ``interegular``, a test dependency) and writes ``_tables.py``: the serialized parser
+as plain Python literals. At run time a process loads those literals with ``Lark.load``:
+it never compiles a grammar, never writes or reads a cache, never unpickles anything, so
+it needs nothing but lark itself and trusts nothing in a temp directory another user can
+write. ``tests/test_grammar_tables.py`` fails when ``_tables.py`` is stale.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import pprint
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from lark import Lark
 
+__all__ = ["GRAMMARS", "TABLES_PATH", "build_tables", "grammar_path", "lark_parser", "serialize"]
+
+GRAMMARS = ("rangeexpr.lark", "filter.lark")
 _HERE = Path(__file__).resolve().parent
 _PLACES = (_HERE / "grammar", _HERE.parent / "grammar")
+TABLES_PATH = _HERE / "_tables.py"
+_OPTIONS: dict[str, Any] = {
+    "parser": "lalr",
+    "propagate_positions": True,
+    "maybe_placeholders": False,
+}
 
 
 def grammar_path(filename: str) -> Path:
@@ -28,13 +46,92 @@ def grammar_path(filename: str) -> Path:
 
 @functools.cache
 def lark_parser(filename: str) -> Lark:
-    """The LALR parser for one grammar file, built once per process."""
-    text = grammar_path(filename).read_text(encoding="utf-8")
-    return Lark(
-        text,
-        parser="lalr",
-        strict=True,
-        propagate_positions=True,
-        maybe_placeholders=False,
-        cache=True,
-    )
+    """The LALR parser for one grammar, from the shipped tables, once per process."""
+    from ._tables import TABLES
+
+    return Lark.load(TABLES[filename])
+
+
+def serialize(grammar: str) -> dict[str, Any]:
+    """One grammar compiled in strict mode, as the literals ``Lark.load`` takes."""
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    parser = Lark(grammar, strict=True, **_OPTIONS)
+    data, memo = parser.memo_serialize([TerminalDef, Rule])
+    data["options"]["strict"] = False  # checked here, at build time; needs interegular
+    table = data["parser"]["parser"]
+    table.update(_canonical_states(table))
+    return {"data": data, "memo": memo}
+
+
+def _canonical_states(table: dict[str, Any]) -> dict[str, Any]:
+    """The LALR table with tokens numbered by name and states in breadth-first order.
+
+    Lark numbers both in the order it met them, which varies from process to process;
+    renumbering makes the same grammar always give the same text.
+    """
+    names: dict[int, str] = table["tokens"]
+    token_ids = {name: i for i, name in enumerate(sorted(names.values()))}
+    order: dict[int, int] = {}
+    queue = [table["start_states"][s] for s in sorted(table["start_states"])]
+    while queue:
+        state = queue.pop(0)
+        if state in order:
+            continue
+        order[state] = len(order)
+        actions = table["states"][state]
+        for token in sorted(actions, key=names.__getitem__):
+            kind, arg = actions[token]
+            if kind == 0:  # shift (or goto): arg is the next state
+                queue.append(arg)
+    states = {
+        order[state]: {
+            token_ids[names[token]]: (kind, order[arg] if kind == 0 else arg)
+            for token, (kind, arg) in sorted(
+                table["states"][state].items(), key=lambda item: token_ids[names[item[0]]]
+            )
+        }
+        for state in sorted(table["states"], key=order.__getitem__)
+    }
+    return {
+        "tokens": {i: name for name, i in token_ids.items()},
+        "states": states,
+        "start_states": {k: order[v] for k, v in table["start_states"].items()},
+        "end_states": {k: order[v] for k, v in table["end_states"].items()},
+    }
+
+
+def build_tables() -> str:
+    """The text of ``_tables.py`` for the grammars as they are now (strict: conflicts fail).
+
+    Lark numbers its parser states in set-iteration order, which depends on the string
+    hash seed, so the tables are built in a process with ``PYTHONHASHSEED=0``: the same
+    grammars and lark version always give the same text.
+    """
+    if sys.flags.hash_randomization:
+        code = "import sys; from rangeexpr._grammar import build_tables as b; sys.stdout.write(b())"
+        env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(_HERE.parent)}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+    parts = [
+        '"""LALR tables for grammar/*.lark, generated by grammar/build_tables.py.',
+        "",
+        "Do not edit: regenerate after changing a grammar (a test fails while this is stale).",
+        '"""',
+        "",
+        "from typing import Any",
+        "",
+        "TABLES: dict[str, dict[str, Any]] = {}",
+    ]
+    for name in GRAMMARS:
+        text = grammar_path(name).read_text(encoding="utf-8")
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        parts += [
+            "",
+            f"# {name}, sha256 {digest}",
+            f"TABLES[{name!r}] = {pprint.pformat(serialize(text), width=100)}",
+        ]
+    return "\n".join(parts) + "\n"

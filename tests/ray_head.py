@@ -6,8 +6,8 @@ dependencies. It is created once and reused while it still imports them. Jobs on
 find a ``rangeexpr`` on PATH that runs this checkout's code with the venv's Python (for
 ``--per-job``, which runs ``rangeexpr run --slice`` on the node).
 
-The head runs ``ray start --head --block`` on 127.0.0.1 with every port picked free and a
-short private ``--temp-dir`` (Ray's Unix socket paths must stay under 107 bytes), so it
+The head runs ``ray start --head --block`` on 127.0.0.1 with every port picked free and
+distinct, and a private ``--temp-dir`` in the temp directory the tests are given, so it
 never collides with another Ray on the machine. It is torn down by its own processes: the
 ``ray start`` process tree plus every process whose command line names our private temp
 dir. Never ``ray stop``, which kills every Ray process on the machine.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -36,6 +37,7 @@ RAY_VERSION = "2.60.0"
 CHECKOUT = Path(__file__).resolve().parent.parent
 INSTALL_TIMEOUT = 900.0
 START_TIMEOUT = 180.0
+MAX_TEMP_DIR = 48
 
 
 def venv_dir() -> Path:
@@ -94,21 +96,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _free_port_range(width: int) -> int:
-    """The first of ``width`` consecutive ports that are free right now (for Ray workers)."""
-    for _ in range(200):
-        first = free_port()
-        if first + width >= 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(first, first + width):
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
+# The worker port range is taken below the kernel's ephemeral range (32768-60999 by
+# default), where a port-0 bind never lands, so it cannot overlap the single ports.
+_WORKER_RANGE_LOW, _WORKER_RANGE_HIGH = 20000, 32000
+
+
+def pick_ports(count: int, width: int) -> tuple[list[int], int]:
+    """``count`` single ports and the first of ``width`` consecutive ones, all distinct.
+
+    Every socket stays bound until all are chosen, so the kernel cannot hand out one port
+    twice (binding port 0 and closing it, one after another, can). Another process may
+    still take one before Ray binds it: ``RayHead.start`` retries on that.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def bind(port: int) -> int:
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", port))
+            return int(s.getsockname()[1])
+
+        singles = [bind(0) for _ in range(count)]
+        for first in random.sample(range(_WORKER_RANGE_LOW, _WORKER_RANGE_HIGH - width), 200):
+            try:
+                with contextlib.ExitStack() as trial:
+                    for port in range(first, first + width):
+                        trial.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return singles, first
     raise RuntimeError("no free range of ports for Ray workers")
+
+
+class _EarlyExit(RuntimeError):
+    """``ray start`` ended before the head answered (e.g. a port was taken meanwhile)."""
 
 
 class RayHead:
@@ -117,28 +137,48 @@ class RayHead:
     def __init__(self, bin_dir: Path, num_cpus: int = 2) -> None:
         self.bin_dir = bin_dir
         self.num_cpus = num_cpus
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="rxr", dir="/tmp"))
+        # Ray's Unix socket paths (under --temp-dir) must stay under 107 bytes.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rxr"))
+        if len(str(self.temp_dir)) > MAX_TEMP_DIR:
+            shutil.rmtree(self.temp_dir)
+            raise RuntimeError(
+                f"TMPDIR is too long for Ray's socket paths ({self.temp_dir}): "
+                f"use one of at most {MAX_TEMP_DIR - 12} characters"
+            )
         self.address = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.temp_dir / "head.log"
 
-    def start(self) -> str:
-        """Start the head on fresh free ports; return the dashboard URL once jobs answer."""
-        dashboard = free_port()
-        workers = _free_port_range(64)
-        ports = {
-            "--port": free_port(),
-            "--dashboard-port": dashboard,
-            "--node-manager-port": free_port(),
-            "--object-manager-port": free_port(),
-            "--dashboard-agent-listen-port": free_port(),
-            "--dashboard-agent-grpc-port": free_port(),
-            "--runtime-env-agent-port": free_port(),
-            "--metrics-export-port": free_port(),
-            "--ray-client-server-port": free_port(),
-            "--min-worker-port": workers,
-            "--max-worker-port": workers + 63,
-        }
+    def start(self, attempts: int = 3) -> str:
+        """Start the head on fresh free ports; return the dashboard URL once jobs answer.
+
+        A port taken by another process between picking and binding makes ``ray start``
+        exit early; then it is tried again on new ports.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except _EarlyExit:
+                self.kill()
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> str:
+        flags = (
+            "--port",
+            "--dashboard-port",
+            "--node-manager-port",
+            "--object-manager-port",
+            "--dashboard-agent-listen-port",
+            "--dashboard-agent-grpc-port",
+            "--runtime-env-agent-port",
+            "--metrics-export-port",
+            "--ray-client-server-port",
+        )
+        singles, workers = pick_ports(len(flags), 64)
+        ports = dict(zip(flags, singles))
+        ports |= {"--min-worker-port": workers, "--max-worker-port": workers + 63}
         argv = [
             str(self.bin_dir / "ray"),
             "start",
@@ -158,7 +198,7 @@ class RayHead:
             self.proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        self.address = f"http://127.0.0.1:{dashboard}"
+        self.address = f"http://127.0.0.1:{ports['--dashboard-port']}"
         self._wait_ready()
         return self.address
 
@@ -180,7 +220,7 @@ class RayHead:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"ray start exited early; see {self.log}:\n{self.tail()}")
+                raise _EarlyExit(f"ray start exited early; see {self.log}:\n{self.tail()}")
             try:
                 if httpx.get(f"{self.address}/api/jobs/", timeout=2).status_code == 200:
                     return
