@@ -23,7 +23,7 @@ Example::
 
 from typing import TYPE_CHECKING
 
-from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status
+from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status, StorageError
 from ._joblog import JobLog, JobLogError, read_joblog
 from ._local import LocalBackend
 from ._policy import Halt, parse_halt
@@ -57,6 +57,7 @@ __all__ = [
     "Runner",
     "SlowJob",
     "Status",
+    "StorageError",
     "Summary",
     "parse_halt",
     "read_joblog",

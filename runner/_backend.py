@@ -22,6 +22,14 @@ class BackendError(Exception):
     """The backend cannot run jobs at all (unreachable, misconfigured)."""
 
 
+class StorageError(OSError):
+    """One of the runner's own files (job log, output file) cannot be written.
+
+    Not a job's failure: the runner stops launching, keeps every record already written,
+    and reports which file and why (``str(exc)``).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One point of a sweep, rendered and ready to run."""

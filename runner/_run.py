@@ -26,7 +26,7 @@ import trio
 
 from ._backend import Attempt, Backend, Job, Outcome
 from ._joblog import JobLog
-from ._output import OutputCopier
+from ._output import ByIndex, OutputCopier, Scratch
 from ._policy import NEVER, Halt
 
 __all__ = ["RunStatistics", "Runner", "SlowJob", "Summary", "run_jobs"]
@@ -152,11 +152,11 @@ class Runner:
         begin = trio.current_time()
         if self._results_dir is not None:
             self._results_dir.mkdir(parents=True, exist_ok=True)
-            await self._launch_all(jobs, _ByIndex(self._results_dir))
+            await self._launch_all(jobs, ByIndex(self._results_dir))
         else:
             tmp = Path(tempfile.mkdtemp(prefix="rangeexpr-"))
             try:
-                await self._launch_all(jobs, _Scratch(tmp))
+                await self._launch_all(jobs, Scratch(tmp))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         slowest = sorted(self._slowest, reverse=True)
@@ -171,7 +171,7 @@ class Runner:
             self._message,
         )
 
-    async def _launch_all(self, jobs: Iterable[Job], files: _Files) -> None:
+    async def _launch_all(self, jobs: Iterable[Job], files: ByIndex | Scratch) -> None:
         limiter = self._limiter
         async with trio.open_nursery() as nursery:
             with self._launch:
@@ -189,7 +189,7 @@ class Runner:
                         break
                     nursery.start_soon(self._run_job, job, borrower, files)
 
-    async def _run_job(self, job: Job, borrower: object, files: _Files) -> None:
+    async def _run_job(self, job: Job, borrower: object, files: ByIndex | Scratch) -> None:
         self._started += 1
         self._running += 1
         paths = files.take(job.index)
@@ -243,48 +243,6 @@ class Runner:
             self._failed += 1
             if self._halt.triggered(self._failed, self._succeeded + self._failed):
                 self.stop("halt", now=self._halt.when == "now")
-
-
-class _ByIndex:
-    """Output files that stay: ``DIR/<index>.out`` and ``DIR/<index>.err``."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-
-    def take(self, index: int) -> tuple[Path, Path]:
-        return self.directory / f"{index}.out", self.directory / f"{index}.err"
-
-    def give_back(self, paths: tuple[Path, Path]) -> None:
-        return None
-
-
-class _Scratch:
-    """Temporary output files, reused: at most ``limit`` jobs run, so that many pairs exist.
-
-    Reusing the pairs saves building two Paths per job, which shows at 10^5 jobs/s. The
-    copier empties a file after copying it, so a backend that writes nothing for an attempt
-    leaves nothing stale behind.
-    """
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        self._free: list[tuple[Path, Path]] = []
-        self._made = 0
-
-    def take(self, index: int) -> tuple[Path, Path]:
-        if self._free:
-            return self._free.pop()
-        self._made += 1
-        pair = self.directory / f"{self._made}.out", self.directory / f"{self._made}.err"
-        for path in pair:  # made empty up front: stat-ing a file that is there is cheaper
-            path.touch()
-        return pair
-
-    def give_back(self, paths: tuple[Path, Path]) -> None:
-        self._free.append(paths)
-
-
-_Files = _ByIndex | _Scratch
 
 
 async def run_jobs(
