@@ -2,8 +2,11 @@
 
 The public surface is this module; the implementation lives in private modules:
 ``_parse`` (grammar -> AST), ``_axes`` (lazy numpy-exact axes), ``_sweep`` (lazy Cartesian
-products), ``_template`` (``$NAME`` templates and commands), ``_cli`` (the command line).
+products), ``_template`` (``$NAME`` templates and commands), ``_report`` (job logs as flat
+records; imported on first use, as it loads numpy), ``_cli`` (the command line).
 """
+
+from typing import TYPE_CHECKING
 
 from ._ast import Arg, RangeExpr
 from ._axes import Axis, axis
@@ -19,11 +22,25 @@ from ._parse import parse
 from ._sweep import Point, Sweep
 from ._template import Command, Template
 
+if TYPE_CHECKING:
+    from ._report import JobRecords, read_joblog_records
+
+
+def __getattr__(name: str) -> object:
+    """``read_joblog_records`` and ``JobRecords`` load numpy: imported on first use."""
+    if name in ("read_joblog_records", "JobRecords"):
+        from . import _report
+
+        return getattr(_report, name)
+    raise AttributeError(f"module 'rangeexpr' has no attribute {name!r}")
+
+
 __all__ = [
     "Arg",
     "Axis",
     "Command",
     "EvaluationError",
+    "JobRecords",
     "ParseError",
     "Point",
     "RangeExpr",
@@ -35,4 +52,5 @@ __all__ = [
     "TemplateError",
     "axis",
     "parse",
+    "read_joblog_records",
 ]

@@ -12,13 +12,14 @@ as the full array.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from ._ast import RangeExpr, Span, Value
 from ._errors import EvaluationError
 from ._parse import parse
-from ._text import format_value
+from ._text import format_value, int_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,7 +63,7 @@ class Axis(Sequence[Value]):
         return self.size > 0
 
     def __repr__(self) -> str:
-        return f"<Axis {self.expr.source!r} size={self.size}>"
+        return f"<Axis {self.expr.source!r} size={int_text(self.size)}>"
 
     @overload
     def __getitem__(self, index: int) -> Value: ...
@@ -74,11 +75,12 @@ class Axis(Sequence[Value]):
         return self._at(self._normalize(index))
 
     def _normalize(self, index: int) -> int:
-        i = index.__index__()
-        if i < 0:
-            i += self.size
+        given = operator.index(index)  # TypeError, as for a list, if it is not an integer
+        i = given + self.size if given < 0 else given
         if not 0 <= i < self.size:
-            raise IndexError(f"axis index {index} out of range for {self.size} values")
+            raise IndexError(
+                f"axis index {int_text(given)} out of range for {int_text(self.size)} values"
+            )
         return i
 
     def text(self, index: int) -> str:
@@ -111,11 +113,60 @@ class Axis(Sequence[Value]):
         """Elements ``[start, stop)`` as a list (``0 <= start <= stop <= size``)."""
         return [self._at(i) for i in range(start, stop)]
 
+    def _check_finite(self, runs: Sequence[range]) -> None:
+        """Raise EvaluationError naming the first inf or nan element, without building the axis.
+
+        Each run is a range of indices over which the kind's element formula is monotone in
+        i: IEEE rounding is monotone, so ``i * step + start`` is monotone in i, and so is
+        ``power(base, y(i))`` for a fixed base > 0 and a monotone y. From finite arguments
+        the only non-finite result is overflow to +-inf (never nan: no ``inf - inf`` or
+        ``0 * inf`` arises), and a monotone run whose first element is finite can only
+        overflow in one direction: its non-finite elements form one block at its end.
+        So the first element, the last, and a bisection between them find the first
+        non-finite index in O(log size) evaluations. The property tests in
+        ``tests/property/test_axes_numpy.py`` check the index against numpy's whole array.
+        """
+        bad = [i for run in runs if (i := _first_nonfinite(self._at, run)) is not None]
+        if bad:
+            i = min(bad)
+            raise EvaluationError(
+                f"{self.kind} gives {format_value(self._at(i))} at index {int_text(i)}: "
+                f"{self._overflow_reason(i)}",
+                self.expr.source,
+                _args_span(self.expr),
+            )
+
+    def _overflow_reason(self, i: int) -> str:
+        """Why element i is not finite, for the error message."""
+        return "the value is too large for a float"
+
     def array(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         """Elements at an array of indices, vectorized (for ``Sweep.arrays``)."""
         import numpy as np
 
         return np.array([self._at(int(i)) for i in indices])
+
+
+def _finite(value: Value) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def _first_nonfinite(at: Callable[[int], Value], run: range) -> int | None:
+    """The first index of ``run`` where ``at`` is not finite; see ``Axis._check_finite``."""
+    if not run:
+        return None
+    if not _finite(at(run[0])):
+        return run[0]
+    lo, hi = run[0], run[-1]
+    if _finite(at(hi)):
+        return None
+    while hi - lo > 1:  # at(lo) is finite, at(hi) is not
+        mid = (lo + hi) // 2
+        if _finite(at(mid)):
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 class _AxisSlice(Sequence[Value]):
@@ -213,7 +264,7 @@ class RangeAxis(Axis):
         import numpy as np
 
         r = self._range
-        if min(r.start, r[-1]) > -(2**62) and max(r.start, r[-1]) < 2**62:
+        if all(-(2**62) < v < 2**62 for v in (r.start, r[-1], r.step)):  # int64 holds it
             return r.start + indices * r.step
         return np.array([r.start + int(i) * r.step for i in indices], dtype=object)
 
@@ -253,8 +304,11 @@ class ArangeAxis(Axis):
 
     def __init__(self, expr: RangeExpr):
         self.expr = expr
-        nums = [a.value for a in expr.args]
+        nums: list[Value] = [a.value for a in expr.args]
         assert all(isinstance(n, int | float) for n in nums)
+        self._floats = any(isinstance(n, float) for n in nums)
+        if self._floats:  # numpy's arithmetic on the Python numbers converts the ints
+            nums = list(_float_args(expr))
         start: int | float
         stop: int | float
         step: int | float
@@ -266,8 +320,10 @@ class ArangeAxis(Axis):
             start, stop, step = nums  # type: ignore[assignment]
         if step == 0:
             raise EvaluationError("arange step must not be zero", expr.source, expr.args[2].span)
-        self._floats = any(isinstance(n, float) for n in (start, stop, step))
-        quotient = (stop - start) / step
+        try:
+            quotient = (stop - start) / step
+        except OverflowError:  # int / int beyond the float range
+            quotient = math.inf
         if not math.isfinite(quotient):
             raise EvaluationError(
                 "arange has too many values: (STOP - START) / STEP overflows a float",
@@ -282,6 +338,8 @@ class ArangeAxis(Axis):
             self._b0: int | float = float(start)
             self._b1: int | float = float(start + step)
             self._delta: int | float = self._b1 - self._b0
+            # element 0 is START, 1 is START + STEP, the rest monotone in i
+            self._check_finite([range(1), range(1, min(2, size)), range(2, size)])
         else:
             self._b0, self._b1, self._delta = start, start + step, step
 
@@ -304,7 +362,9 @@ class ArangeAxis(Axis):
     def array(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         import numpy as np
 
-        if not self._floats:
+        # An inf delta (START + STEP overflowed) leaves at most two elements, each set
+        # alone: the formula would compute 0 * inf for them.
+        if not self._floats or not math.isfinite(self._delta):
             return super().array(indices)
         out = np.float64(self._b0) + indices.astype(np.float64) * np.float64(self._delta)
         out[indices == 1] = self._b1
@@ -366,8 +426,32 @@ class _Linspace:
         return y
 
 
+_ROLES = {
+    "linspace": ("START", "STOP", "NUM"),
+    "logspace": ("START", "STOP", "NUM", "BASE"),
+    "geomspace": ("START", "STOP", "NUM"),
+}
+
+
+def _role(expr: RangeExpr, k: int) -> str:
+    if expr.kind == "arange":
+        return (("STOP",), ("START", "STOP"), ("START", "STOP", "STEP"))[len(expr.args) - 1][k]
+    return _ROLES[expr.kind][k]
+
+
 def _float_args(expr: RangeExpr) -> list[float]:
-    return [float(a.value) for a in expr.args]
+    """The arguments as floats, as numpy converts a Python int: one too large is an error."""
+    out = []
+    for k, arg in enumerate(expr.args):
+        try:
+            out.append(float(arg.value))
+        except OverflowError:
+            raise EvaluationError(
+                f"{expr.kind} {_role(expr, k)} is too large for a float (at most about 1.8e308)",
+                expr.source,
+                arg.span,
+            ) from None
+    return out
 
 
 def _num(expr: RangeExpr) -> int:
@@ -389,6 +473,13 @@ def _check_finite_delta(expr: RangeExpr, start: float, stop: float) -> None:
         )
 
 
+def _linspace_runs(lin: _Linspace) -> list[range]:
+    """Where numpy's linspace formula is monotone: every index but the last, set to STOP."""
+    if lin.div <= 0:
+        return [range(lin.num)]
+    return [range(lin.div), range(lin.div, lin.num)]
+
+
 class LinspaceAxis(Axis):
     """``linspace:START,STOP,NUM``: ``numpy.linspace``, floats, both ends included."""
 
@@ -400,6 +491,7 @@ class LinspaceAxis(Axis):
         self.size = _num(expr)
         _check_finite_delta(expr, start, stop)
         self._lin = _Linspace(start, stop, self.size)
+        self._check_finite(_linspace_runs(self._lin))
 
     def _at(self, i: int) -> Value:
         return self._lin.at(i)
@@ -417,7 +509,7 @@ class LinspaceAxis(Axis):
 class LogspaceAxis(Axis):
     """``logspace:START,STOP,NUM[,BASE]``: ``numpy.power(base, linspace(start, stop, num))``."""
 
-    __slots__ = ("_base", "_lin")
+    __slots__ = ("_base", "_base_text", "_lin")
 
     def __init__(self, expr: RangeExpr):
         import numpy as np
@@ -430,9 +522,16 @@ class LogspaceAxis(Axis):
             raise EvaluationError("logspace BASE must be positive", expr.source, expr.args[3].span)
         _check_finite_delta(expr, nums[0], nums[1])
         self._lin = _Linspace(nums[0], nums[1], self.size)
-        # numpy.logspace keeps an int base as an int array; power() then promotes it.
-        raw_base = expr.args[3].value if len(nums) == 4 else 10.0
-        self._base = np.array([raw_base])
+        # numpy.logspace passes BASE to power() as a Python scalar, which numpy converts to
+        # float64 (NEP 50): an int base of any size becomes float(base), as here.
+        self._base = np.array([base])
+        self._base_text = expr.args[3].text if len(nums) == 4 else "10"
+        with np.errstate(all="ignore"):  # the check may compute an inf: no RuntimeWarning
+            self._check_finite(_linspace_runs(self._lin))
+
+    def _overflow_reason(self, i: int) -> str:
+        exponent = format_value(self._lin.at(i))
+        return f"{self._base_text} ** {exponent} is too large for a float"
 
     def _at(self, i: int) -> Value:
         import numpy as np
@@ -486,6 +585,8 @@ class GeomspaceAxis(Axis):
         log_stop = float(np.log10(np.float64(self._stop)))
         self._lin = _Linspace(log_start, log_stop, self.size)
         self._ten = np.array([10.0])
+        with np.errstate(all="ignore"):  # the ends are START and STOP themselves
+            self._check_finite([range(1, self.size - 1)])
 
     def _at(self, i: int) -> Value:
         import numpy as np
@@ -499,18 +600,31 @@ class GeomspaceAxis(Axis):
     def values(self, start: int, stop: int) -> list[Value]:
         import numpy as np
 
+        # The ends are START and STOP, not 10 ** log10(...), which may round up to inf:
+        # their exponents are zeroed before power() so that it never warns of an overflow.
         y = np.array(self._lin.values(start, stop), dtype=np.float64)
+        first = start == 0 < stop
+        last = stop == self.size > max(start, 1)
+        if first:
+            y[0] = 0.0
+        if last:
+            y[-1] = 0.0
         out = np.power(self._ten, y)
-        if start == 0 < stop:
+        if first:
             out[0] = self._start
-        if stop == self.size > max(start, 1):
+        if last:
             out[-1] = self._stop
         return list((out * self._sign).tolist())
 
     def array(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
         import numpy as np
 
-        out = np.power(self._ten, self._lin.array(indices))
+        ends = indices == 0
+        if self.size > 1:
+            ends |= indices == self.size - 1
+        y = self._lin.array(indices)
+        y[ends] = 0.0  # as in values(): no overflow computing what the ends replace
+        out = np.power(self._ten, y)
         out[indices == 0] = self._start
         if self.size > 1:
             out[indices == self.size - 1] = self._stop
@@ -532,4 +646,6 @@ def axis(expr: str | RangeExpr, /) -> Axis:
     """The lazy axis of one expression; raises RangeExprError if it is invalid or empty."""
     if isinstance(expr, str):
         expr = parse(expr)
+    elif not isinstance(expr, RangeExpr):
+        raise TypeError(f"axis() takes a str or RangeExpr, not {type(expr).__name__}")
     return _KINDS[expr.kind](expr)

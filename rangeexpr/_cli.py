@@ -3,7 +3,9 @@
 ``check`` and ``expand`` live here; ``run`` is in ``_cli_run`` and imports trio and the
 runner only when it runs, so validating an expression starts fast. Every
 ``RangeExprError`` is printed as ``rangeexpr: error: MESSAGE`` with the source and a
-marker, and exits 2; no input produces a traceback.
+marker, and exits 2; no input produces a traceback. Output that cannot be written (stdout
+closed, a full disk) is one line on stderr and exit 1; a reader that goes away (``| head``)
+ends the output quietly.
 """
 
 from __future__ import annotations
@@ -14,29 +16,42 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 from ._errors import RangeExprError
 from ._sweep import Sweep
 from ._template import Command, Template
+from ._text import ascii_int, int_text
 from ._view_cli import add_view_arguments, apply_view_options, count_points, view_source
 
 __all__ = ["main"]
 
 EXIT_INVALID = 2
+EXIT_OUTPUT = 1
+_RESERVED = "RANGEEXPR_"  # the prefix of the variables rangeexpr sets for each job
 _FORMATS = ("jsonl", "csv", "table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rangeexpr`` console script; returns the exit code."""
+    if sys.stderr is None:  # started with 2>&-: messages go nowhere, but never crash
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     parser = _parser()
     # Expressions may stand anywhere among the options: positionals after the first run of
     # them come back as "unknown" and are appended, in order, to the positional ones.
+    from ._report_cli import join_sort_values
+
+    argv = join_sort_values(sys.argv[1:] if argv is None else argv)  # --sort -NAME
     args, extra = parser.parse_known_args(argv)
     unknown = [a for a in extra if a.startswith("-")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.positional_exprs = [*args.positional_exprs, *extra]
+    if hasattr(args, "positional_exprs"):
+        args.positional_exprs = [*args.positional_exprs, *extra]
+    elif extra:  # report: log files given after an option
+        args.logs = [*args.logs, *map(Path, extra)]
     try:
         return int(args.handler(args))
     except RangeExprError as exc:
@@ -47,12 +62,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
+    except _OutputError as exc:
+        print(f"rangeexpr: error: cannot write the output: {exc}", file=sys.stderr)
+        _quiet_stdout()
+        return EXIT_OUTPUT
 
 
 def _quiet_stdout() -> None:
-    """The reader went away (``| head``): point stdout at /dev/null so exit is silent."""
+    """The reader went away (``| head``): point stdout at /dev/null so exit is silent.
+
+    Also after a failed write, so that the interpreter's last flush of what is still
+    buffered does not fail a second time.
+    """
+    if sys.stdout is None:  # closed at start (``>&-``): nothing is buffered
+        return
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a StringIO in a test), or closed
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+class _OutputError(Exception):
+    """Writing the output failed: a problem of the output, not of the input (exit 1)."""
+
+
+@contextmanager
+def _output() -> Iterator[TextIO]:
+    """stdout, for the output of ``check`` and ``expand``; a failed write is _OutputError.
+
+    ``>&-`` leaves ``sys.stdout`` None (and ``print`` would silently write nothing);
+    ``> /dev/full`` fails in a write or the final flush, which is done here, so that
+    nothing is left to fail after the exit code is chosen. A closed pipe stays a
+    BrokenPipeError: that reader has read all it wanted.
+    """
+    out = sys.stdout
+    if out is None:
+        raise _OutputError("stdout is closed")
+    try:
+        yield out
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputError(exc.strerror or str(exc)) from None
 
 
 # ---------------------------------------------------------------------------
@@ -90,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
 
     add_run_arguments(run)
     run.set_defaults(handler=_run)
+
+    from ._report_cli import add_report_arguments, report_command
+
+    report = sub.add_parser(
+        "report", help="what a sweep found: job logs as a table, CSV, JSON Lines or HTML"
+    )
+    add_report_arguments(report)
+    report.set_defaults(handler=report_command)
     return parser
 
 
@@ -156,7 +219,7 @@ def _parse_slice(text: str) -> slice:
     try:
         if len(parts) != 2:
             raise ValueError
-        start, stop = (int(p) if p.strip() else None for p in parts)
+        start, stop = (ascii_int(p) if p.strip() else None for p in parts)
     except ValueError:
         raise RangeExprError(
             f"--slice takes START:STOP with integers (either may be empty), got {text!r}",
@@ -169,7 +232,7 @@ def _parse_slice(text: str) -> slice:
 def _parse_shard(text: str) -> tuple[int, int]:
     try:
         k_text, n_text = text.split("/")
-        k, n = int(k_text), int(n_text)
+        k, n = ascii_int(k_text), ascii_int(n_text)
     except ValueError:
         raise RangeExprError(
             f"--shard takes K/N with integers, got {text!r}", text, (0, len(text))
@@ -182,14 +245,37 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 def _env_templates(args: argparse.Namespace) -> dict[str, Template]:
+    """The ``-e NAME=TEMPLATE`` values; a name given twice or under ``RANGEEXPR_`` is an error.
+
+    Neither may be settled silently: the last of two values would win unseen, and
+    ``RANGEEXPR_INDEX``/``RANGEEXPR_COUNT`` are set by rangeexpr for each job.
+    """
     env: dict[str, Template] = {}
+    given: dict[str, str] = {}
     for item in args.env:
         name, sep, template = item.partition("=")
-        if not sep or not name.strip().isidentifier():
+        key = name.strip()
+        if not sep or not key.isidentifier():
             raise RangeExprError(
                 f"-e takes NAME=TEMPLATE, got {item!r}", item, (0, max(1, len(name)))
             )
-        env[name.strip()] = Template(template)
+        at = name.index(key)
+        span = (at, at + len(key))
+        if key.startswith(_RESERVED):
+            raise RangeExprError(
+                f"-e {key}: names starting with {_RESERVED} are reserved for the variables "
+                f"rangeexpr sets for each job ({_RESERVED}INDEX, {_RESERVED}COUNT)",
+                item,
+                span,
+            )
+        if key in given:
+            raise RangeExprError(
+                f"-e {key} is given twice ({given[key]!r}, then {item!r}): give each variable once",
+                item,
+                span,
+            )
+        given[key] = item
+        env[key] = Template(template)
     return env
 
 
@@ -227,9 +313,11 @@ def _check(args: argparse.Namespace) -> int:
     _, _, warnings = _checked_templates(args, sweep)
     rows: list[tuple[str, ...]] = [("NAME", "KIND", "LENGTH", "FIRST", "LAST")]
     for ax in sweep.axes:
-        rows.append((ax.name, ax.kind, str(ax.size), ax.text(0), ax.text(-1)))
-    _print_table(rows, sys.stdout, right={2})
-    print(f"at most {sweep.max_size} points" if sweep.is_filtered else f"{sweep.size} points")
+        rows.append((ax.name, ax.kind, int_text(ax.size), ax.text(0), ax.text(-1)))
+    with _output() as out:
+        _print_table(rows, out, right={2})
+        size = int_text(sweep.max_size if sweep.is_filtered else sweep.size)
+        out.write(f"at most {size} points\n" if sweep.is_filtered else f"{size} points\n")
     for w in warnings:
         print(f"rangeexpr: warning: {w}", file=sys.stderr)
     return 0
@@ -237,23 +325,36 @@ def _check(args: argparse.Namespace) -> int:
 
 def _expand(args: argparse.Namespace) -> int:
     sweep = _select(_sweep(args), args)
-    out = sys.stdout
     if args.count:
-        print(count_points(sweep))
+        count = count_points(sweep)
+        with _output() as out:
+            out.write(int_text(count) + "\n")
         return 0
-    if args.format == "jsonl":
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-        for p in sweep:
-            out.write(dumps({"index": p.index, **p}) + "\n")
-    elif args.format == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["index", *sweep.names])
-        for p in sweep:
-            writer.writerow([p.index, *(p.text(n) for n in sweep.names)])
-    else:
-        _stream_table(sweep, out)
-    out.flush()
+    with _output() as out:
+        if args.format == "jsonl":
+            _stream_jsonl(sweep, out)
+        elif args.format == "csv":
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(["index", *sweep.names])
+            for p in sweep:
+                writer.writerow([int_text(p.index), *(p.text(n) for n in sweep.names)])
+        else:
+            _stream_table(sweep, out)
     return 0
+
+
+def _stream_jsonl(sweep: Sweep, out: TextIO) -> None:
+    """One JSON object per point; an index past ``str()``'s digit limit is written whole."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    try:
+        str(sweep.full_size)  # every index is smaller, so json can write them all
+    except ValueError:
+        for p in sweep:
+            rest = dumps(dict(p))[1:]
+            out.write(f'{{"index": {int_text(p.index)}{", " if len(p) else ""}{rest}\n')
+        return
+    for p in sweep:
+        out.write(dumps({"index": p.index, **p}) + "\n")
 
 
 def _stream_table(sweep: Sweep, out: TextIO, probe: int = 1000) -> None:
@@ -262,7 +363,7 @@ def _stream_table(sweep: Sweep, out: TextIO, probe: int = 1000) -> None:
 
     def rows() -> Iterator[tuple[str, ...]]:
         for p in sweep:
-            yield (str(p.index), *(p.text(n) for n in sweep.names))
+            yield (int_text(p.index), *(p.text(n) for n in sweep.names))
 
     it = rows()
     first = [header]

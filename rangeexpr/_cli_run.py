@@ -14,17 +14,18 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RangeExprError
+from ._text import ascii_int, int_text
 
 if TYPE_CHECKING:
     import trio
 
-    from runner import Backend, Halt, Job, JobLog, Runner, Summary
+    from runner import Backend, Halt, Job, JobLog, Resumed, Runner, Summary
 
     from . import Command, Sweep, Template
 
@@ -89,6 +90,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
     parser.add_argument(
+        "--keep-leftovers",
+        action="store_true",
+        help="let processes a job leaves running in the background outlive it (default: when "
+        "the job's main process exits, they get SIGTERM, then SIGKILL 2 s later)",
+    )
+    parser.add_argument(
         "--backend", choices=("local", "ray"), default="local", help="where jobs run"
     )
     parser.add_argument(
@@ -122,21 +129,35 @@ def run_command(
         raise RangeExprError("--resume needs --joblog FILE: the log says which points succeeded")
     if args.backend != "ray" and (args.address or args.per_job != 1):
         raise RangeExprError("--address and --per-job apply only to --backend ray")
-    skip: frozenset[int] = frozenset()
-    resume_at: int | None = None
-    if args.resume and args.joblog.exists():
-        skip, resume_at = _read_resume(args.joblog, source)
+    if args.backend != "local" and args.keep_leftovers:
+        raise RangeExprError("--keep-leftovers applies only to --backend local")
+    if sweep.size == 0:
+        raise RangeExprError(
+            f"nothing to run: {_selection(args)} selects none of the sweep's "
+            f"{sweep.full_size} points"
+        )
+    resuming = args.resume and args.joblog.exists()
     if args.dry_run:
-        return _dry_run(sweep, command, env, skip)
+        skip = _read_resume(args.joblog, source, sweep).succeeded if resuming else frozenset()
+        return _dry_run(args, sweep, command, env, skip)
     _check_writable(args)
+    joblog = _take_joblog(args.joblog)
+    try:
+        resumed = _resume(joblog, source, sweep) if joblog is not None and resuming else None
+        return _run_in_trio(_Plan(args, sweep, command, env, source, joblog, resumed))
+    finally:
+        if joblog is not None:
+            joblog.close()
+
+
+def _run_in_trio(plan: _Plan) -> int:
     import trio
 
-    if args.backend == "local":
+    if plan.args.backend == "local":
         from runner._sched import favour_dispatch
 
         favour_dispatch()  # short jobs: the dispatcher's wake-up latency sets the pace
     try:
-        plan = _Plan(args, sweep, command, env, source, skip, resume_at)
         return trio.run(_main, plan)
     except KeyboardInterrupt:  # Ctrl-C before or after the signal handler was in place
         return EXIT_INTERRUPTED
@@ -148,19 +169,53 @@ def run_command(
         matched, rest = group.split(BackendError)
         if matched is None or rest is not None:
             raise
-        raise RangeExprError(f"the {args.backend} backend failed: {_first(matched)}") from None
+        backend = plan.args.backend
+        raise RangeExprError(f"the {backend} backend failed: {_first(matched)}") from None
+
+
+def _selection(args: argparse.Namespace) -> str:
+    """The options that cut the sweep down, as the user gave them (for "nothing to run")."""
+    parts = [
+        f"--{name} {shlex.quote(str(value))}"
+        for name in ("slice", "shard", "where", "sample")
+        if (value := getattr(args, name, None)) is not None
+    ]
+    return " ".join(parts) or "the sweep"
 
 
 def _check_writable(args: argparse.Namespace) -> None:
-    """Fail before anything runs if the job log or the results directory cannot be written."""
+    """Fail before anything runs if the job log or the results directory cannot be written.
+
+    The results directory is probed with a file made and removed in it: an existing
+    directory that is read-only (or on a read-only file system) passes ``mkdir``.
+    """
+    import tempfile
+
     try:
         if args.results is not None:
             args.results.mkdir(parents=True, exist_ok=True)
+            try:
+                tempfile.TemporaryFile(dir=args.results).close()
+            except OSError as exc:
+                exc.filename = str(args.results)
+                raise
         if args.joblog is not None:
             with args.joblog.open("a"):
                 pass
     except OSError as exc:
         raise RangeExprError(f"cannot write {exc.filename}: {exc.strerror}") from None
+
+
+def _take_joblog(path: Path | None) -> JobLog | None:
+    """Hold the job log for this run: refused if another run is writing it."""
+    if path is None:
+        return None
+    from runner import JobLog, JobLogError
+
+    try:
+        return JobLog(path)
+    except JobLogError as exc:
+        raise RangeExprError(f"cannot use the job log: {exc}") from None
 
 
 def _first(group: BaseException) -> BaseException:
@@ -186,14 +241,14 @@ def _jobs(
     """The sweep's jobs, rendered one at a time as the runner pulls them."""
     from runner import Job
 
-    count = str(sweep.full_size)
+    count = int_text(sweep.full_size)
     templates = tuple(env.items())
     for point in sweep:
         if point.index in skip:
             counts.skipped += 1
             continue
         extra = {name: template.render(point) for name, template in templates}
-        extra["RANGEEXPR_INDEX"] = str(point.index)
+        extra["RANGEEXPR_INDEX"] = int_text(point.index)
         extra["RANGEEXPR_COUNT"] = count
         yield Job(point.index, command.argv(point), command.line(point), extra, point)
 
@@ -207,35 +262,32 @@ class _Plan:
     command: Command
     env: dict[str, Template]
     source: dict[str, Any]
-    skip: frozenset[int]  # indices the job log records as succeeded
-    resume_at: int | None  # where to append to the job log, when resuming
+    joblog: JobLog | None  # held for this run, not yet started unless resumed
+    resumed: Resumed | None  # what the job log said, when resuming
 
 
 async def _main(plan: _Plan) -> int:
-    """Enter the backend, open the job log, run, and always clean up both."""
+    """Enter the backend, start the job log, run, and always leave the backend."""
     import trio
 
-    from runner import BackendError, JobLog
+    from runner import BackendError, StorageError
 
-    args, sweep, counts = plan.args, plan.sweep, _Counts()
+    args, sweep, counts, joblog = plan.args, plan.sweep, _Counts(), plan.joblog
+    skip = plan.resumed.succeeded if plan.resumed is not None else frozenset()
     backend = _backend(args, plan.source, sweep)
     try:
         await backend.__aenter__()
     except BackendError as exc:
         raise RangeExprError(f"the {args.backend} backend cannot run jobs: {exc}") from None
     try:
-        if args.joblog is None:
-            joblog = None
-        elif plan.resume_at is not None:
-            joblog = JobLog.append(args.joblog, plan.resume_at)
-        else:
-            joblog = JobLog.create(args.joblog, _header(sweep, plan.source))
-        try:
-            jobs = _jobs(sweep, plan.command, plan.env, plan.skip, counts)
-            return await _run(args, backend, joblog, jobs, (sweep.size, counts))
-        finally:
-            if joblog is not None:
-                joblog.close()
+        if joblog is not None and plan.resumed is None:
+            try:
+                joblog.start(_header(sweep, plan.source))
+            except StorageError as exc:
+                sys.stderr.write(f"rangeexpr: error: {exc}\n")
+                return EXIT_FAILED
+        jobs = _jobs(sweep, plan.command, plan.env, skip, counts)
+        return await _run(args, backend, joblog, jobs, (sweep.size, counts))
     finally:
         with trio.CancelScope(shield=True):
             await backend.__aexit__(None, None, None)
@@ -265,18 +317,36 @@ async def _run(
     interrupted: list[int] = []
     force = trio.CancelScope()  # the last resort: cancel the run, jobs killed without records
     summary = None
+    error: RangeExprError | None = None  # from rendering the jobs, e.g. a failing --where
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, runner, backend, interrupted, force)
             if sys.stderr.isatty() and not args.no_progress:
                 nursery.start_soon(_show_progress, runner, *progress)
             with force:
-                summary = await runner.run(jobs)
+                try:
+                    summary = await runner.run(jobs)
+                except RangeExprError as exc:  # the started jobs have finished, recorded
+                    error, summary = exc, runner.summary()
             nursery.cancel_scope.cancel()
     if summary is None:
         sys.stderr.write("rangeexpr: interrupted again: running jobs killed, without records\n")
         return EXIT_INTERRUPTED
-    _print_summary(summary, progress[1].skipped, args.halt, interrupted)
+    skipped = progress[1].skipped
+    ran_out = summary.stopped is None and error is None and not interrupted
+    idle = ran_out and runner.statistics().started == 0
+    if idle and skipped == 0:  # no silent empty sweeps
+        raise RangeExprError(f"nothing to run: {_selection(args)} keeps no point")
+    _print_summary(summary, skipped, args.halt, interrupted)
+    if idle:
+        sys.stderr.write(f"rangeexpr: nothing left to run: {args.joblog} records every point\n")
+    if error is not None:
+        raise error
+    if summary.stopped == "storage" and joblog is not None:
+        sys.stderr.write(
+            "rangeexpr: the records written are kept: "
+            "once the cause is fixed, run again with --resume to finish the sweep\n"
+        )
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
@@ -292,7 +362,7 @@ def _backend(args: argparse.Namespace, source: dict[str, Any], sweep: Sweep) -> 
         return backend_from_args(args, source, sweep)
     from runner import LocalBackend
 
-    return LocalBackend()
+    return LocalBackend(keep_leftovers=args.keep_leftovers)
 
 
 def _never() -> Halt:
@@ -320,19 +390,33 @@ def _version() -> str:
         return "unknown"
 
 
-def _read_resume(path: Path, source: dict[str, Any]) -> tuple[frozenset[int], int]:
-    """The indices a job log records as succeeded, after checking it is this sweep's log."""
-    from runner import JobLogError, read_joblog
+def _read_resume(path: Path, source: dict[str, Any], sweep: Sweep) -> Resumed:
+    """What a job log says (for --dry-run, which takes no lock)."""
+    from runner import read_joblog
 
-    try:
-        resumed = read_joblog(path)
-    except JobLogError as exc:
-        raise RangeExprError(f"cannot resume: {exc}") from None
-    except OSError as exc:
-        raise RangeExprError(f"cannot resume: cannot read {path}: {exc.strerror}") from None
-    logged = resumed.header.get("source")
-    wanted = json.loads(json.dumps(source))  # tuples -> lists, as the log holds them
-    if logged != wanted:
+    return _resume_checked(
+        path, lambda check: read_joblog(path, sweep.full_size, check_header=check), source
+    )
+
+
+def _resume(joblog: JobLog, source: dict[str, Any], sweep: Sweep) -> Resumed:
+    """Read the job log this run holds, and set it to append after its last whole line."""
+    return _resume_checked(
+        joblog.path, lambda check: joblog.resume(sweep.full_size, check_header=check), source
+    )
+
+
+def _resume_checked(
+    path: Path, read: Callable[[Callable[[dict[str, Any]], None]], Resumed], source: dict[str, Any]
+) -> Resumed:
+    """``read(check)`` with errors as RangeExprError; ``check`` refuses another sweep's log."""
+    from runner import JobLogError, StorageError
+
+    def check(header: dict[str, Any]) -> None:
+        logged = header.get("source")
+        wanted = json.loads(json.dumps(source))  # tuples -> lists, as the log holds them
+        if logged == wanted:
+            return
         differs = ""
         if isinstance(logged, dict):
             keys = sorted(
@@ -343,17 +427,29 @@ def _read_resume(path: Path, source: dict[str, Any]) -> tuple[frozenset[int], in
             f"cannot resume: {path} is the job log of a different sweep{differs}; "
             "resume with the same expressions and templates, or use another --joblog file"
         )
-    return resumed.succeeded, resumed.end
+
+    try:
+        return read(check)
+    except (JobLogError, StorageError) as exc:
+        raise RangeExprError(f"cannot resume: {exc}") from None
+    except OSError as exc:
+        raise RangeExprError(f"cannot resume: cannot read {path}: {exc.strerror}") from None
 
 
 def _dry_run(
-    sweep: Sweep, command: Command, env: Mapping[str, Template], skip: frozenset[int]
+    args: argparse.Namespace,
+    sweep: Sweep,
+    command: Command,
+    env: Mapping[str, Template],
+    skip: frozenset[int],
 ) -> int:
     """Print each job as one /bin/sh line, ``NAME=value`` assignments first, lazily."""
     templates = tuple(env.items())
     write = sys.stdout.write
+    seen = 0
     try:
         for point in sweep:
+            seen += 1
             if point.index in skip:
                 continue
             assignments = "".join(
@@ -364,6 +460,9 @@ def _dry_run(
     except BrokenPipeError:  # `| head`: the reader has seen enough
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    if seen == 0:
+        raise RangeExprError(f"nothing to run: {_selection(args)} keeps no point")
     return EXIT_OK
 
 
@@ -416,7 +515,10 @@ async def _show_progress(runner: Runner, total: int, counts: _Counts) -> None:
     )
     console = Console(file=sys.stderr)
     progress = Progress(
-        *columns, console=console, auto_refresh=False, redirect_stdout=sys.stdout.isatty()
+        *columns,
+        console=console,
+        auto_refresh=False,
+        redirect_stdout=sys.stdout is not None and sys.stdout.isatty(),
     )
     begin = trio.current_time()
     task = progress.add_task("run", total=total, failed=0, running=0, rate="")
@@ -455,7 +557,7 @@ def _print_summary(
         lines.append(f"rangeexpr: interrupted by {signal.Signals(interrupted[0]).name}")
     elif summary.stopped == "halt":
         lines.append(f"rangeexpr: stopped early by --halt {halt}")
-    elif summary.stopped == "lost":
+    if summary.message is not None:  # a lost job, or one of our files that failed
         lines.append(f"rangeexpr: stopped: {summary.message}")
     if summary.slowest:
         lines.append("rangeexpr: slowest jobs:")
@@ -475,7 +577,7 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     try:
-        value = int(text)
+        value = ascii_int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
     if value < 0:

@@ -60,8 +60,17 @@ class RangeExprWarning(UserWarning):
     """Valid, but probably not what was meant (e.g. a variable no template uses)."""
 
 
+_SHOWN = 200  # a longer source line is shown as a window of this many characters
+_BEFORE = 60  # of which this many come before the span
+
+
 def render_marker(source: str, span: tuple[int, int]) -> str:
-    """The source line holding the span, indented four spaces, and ``~~^`` under the span."""
+    """The source line holding the span, indented four spaces, and ``~~^`` under the span.
+
+    A line longer than ``_SHOWN`` characters (a 5000-digit literal, a long command) is cut
+    to a window around the span start, with ``...`` where text was left out, so an error
+    stays a few lines long whatever the input.
+    """
     start, end = span
     start = max(0, min(start, len(source)))
     end = max(start + 1, min(end, len(source)))
@@ -72,4 +81,11 @@ def render_marker(source: str, span: tuple[int, int]) -> str:
     line = source[line_start:line_end]
     col = start - line_start
     width = max(1, min(end, line_end) - start)
+    if len(line) > _SHOWN:
+        lo = max(0, min(col - _BEFORE, len(line) - _SHOWN))
+        hi = lo + _SHOWN
+        head = "..." if lo > 0 else ""
+        tail = "..." if hi < len(line) else ""
+        width = max(1, min(width, hi - col))
+        line, col = f"{head}{line[lo:hi]}{tail}", col - lo + len(head)
     return f"    {line}\n    {' ' * col}{'~' * (width - 1)}^"

@@ -3,36 +3,53 @@
 The text is parsed once (``grammar/filter.lark``) into a small frozen AST, and the AST is
 compiled once into nested closures, so keeping or dropping a point costs a few Python
 calls and never runs ``eval``. Semantics are Python's (chained comparisons, ``and``/``or``
-short-circuit, ``//`` and ``%`` floor, ``**`` right-associative), with three guards: a
-type clash or a division by zero is an ``EvaluationError`` naming the point, ``**`` and
-string repetition refuse results too large to build, and a negative number to a
-fractional power (complex in Python) is an error rather than a silent complex value.
+short-circuit, ``//`` and ``%`` floor, ``**`` right-associative), with these guards:
+
+- a type clash or a division by zero is an ``EvaluationError`` naming the point, and a
+  negative number to a fractional power (complex in Python) is an error, not a complex;
+- no value is built past the limits: integers of at most ``MAX_INT_DIGITS`` digits and
+  strings of at most ``MAX_STR_LEN`` characters, for literals and for every result of
+  ``+ - * **`` (checked before the work where the size is known in advance), so no
+  filter can hang or exhaust memory on one point; messages quote values shortened;
+- a run of one operator (``a or b or ...``, ``a + b - ...``, comparisons, ``in`` lists)
+  is one flat node, built and evaluated in a loop, so its length is not limited; what
+  nests (parentheses around operations, ``not``, signs, ``**``) may go ``MAX_DEPTH``
+  levels deep, and deeper is a ``ParseError``, never a ``RecursionError``.
+
+A ``Filter`` pickles as its source (the compiled closures are rebuilt on unpickling), so
+filtered sweeps can be sent to other processes.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from lark import Token, Transformer, Tree, v_args
+from lark import Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from ._errors import EvaluationError, ParseError
 from ._grammar import lark_parser
 
-__all__ = ["Filter", "FilterValue", "parse_filter"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "MAX_STR_LEN", "Filter", "FilterValue", "parse_filter"]
 
 FilterValue: TypeAlias = int | float | str | bool
 Span: TypeAlias = tuple[int, int]
 _Fn: TypeAlias = Callable[[Any], Any]  # a point (mapping) or a row (tuple) -> value
 
-# Results bigger than this many bits (ints) or characters (strings) are refused: a filter
-# that builds them is a mistake, and building them would hang or exhaust memory.
-_MAX_INT_BITS = 1 << 20
-_MAX_STR_LEN = 1 << 20
+# Values bigger than these are refused: a filter that builds them is a mistake, and
+# building them would hang or exhaust memory. 4300 digits is also the most Python prints.
+MAX_INT_DIGITS = 4300
+MAX_STR_LEN = 1 << 16
+MAX_DEPTH = 100  # levels of nested operations; flat runs of one operator do not count
+_INT_LIMIT = 10**MAX_INT_DIGITS  # |n| < this has at most MAX_INT_DIGITS digits
+_INT_BITS = _INT_LIMIT.bit_length()  # an int with fewer bits is within the limit
 
 
 # ---------------------------------------------------------------------------
@@ -66,23 +83,23 @@ class Unary:
 
 
 @dataclass(frozen=True, slots=True)
-class Binary:
-    """An arithmetic operation; ``op_span`` locates the operator for error markers."""
+class Arith:
+    """``a + b - c ...`` left to right: each link is (operator, operator span, operand).
 
-    op: str
-    left: Node
-    right: Node
+    One node per run of operators of one precedence level (``**`` has a single link).
+    """
+
+    first: Node
+    links: tuple[tuple[str, Span, Node], ...]
     span: Span
-    op_span: Span
 
 
 @dataclass(frozen=True, slots=True)
 class BoolOp:
-    """``left and right`` / ``left or right``, short-circuiting."""
+    """``a and b and ...`` / ``a or b or ...``, short-circuiting, one node per run."""
 
     op: str
-    left: Node
-    right: Node
+    operands: tuple[Node, ...]
     span: Span
 
 
@@ -106,7 +123,36 @@ class Member:
     op_span: Span
 
 
-Node: TypeAlias = Const | Var | Unary | Binary | BoolOp | Compare | Member
+Node: TypeAlias = Const | Var | Unary | Arith | BoolOp | Compare | Member
+
+
+def _children(node: Node) -> tuple[Node, ...]:
+    """The operands of ``node``, left to right."""
+    if isinstance(node, Unary):
+        return (node.operand,)
+    if isinstance(node, Arith | Compare):
+        return (node.first, *(operand for _, _, operand in node.links))
+    if isinstance(node, BoolOp):
+        return node.operands
+    if isinstance(node, Member):
+        return (node.operand, *node.items)
+    return ()
+
+
+def _check_depth(source: str, root: Node) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH``, which compiling would have to recurse into."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = _children(node)
+        if children and depth > MAX_DEPTH:
+            raise ParseError(
+                f"the filter nests operations more than {MAX_DEPTH} levels deep "
+                "(parentheses, 'not', signs, '**'): write it flatter",
+                source,
+                node.span,
+            )
+        stack.extend((child, depth + 1) for child in children)
 
 
 # ---------------------------------------------------------------------------
@@ -153,18 +199,12 @@ class _SyntaxProblem(Exception):
 
 
 @v_args(meta=True)
-class _ToAst(Transformer[Token, Node]):
-    """One method per aliased alternative of ``filter.lark``."""
+class _ToAst(Transformer_NonRecursive[Token, Node]):
+    """One method per aliased alternative of ``filter.lark``; walks the tree in a loop."""
 
     def __init__(self, source: str) -> None:
         super().__init__()
         self.source = source
-
-    def _op_span(self, op: str, left: Node, right: Node) -> Span:
-        # Anonymous operator tokens are dropped from the tree; the operator is the first
-        # occurrence of its text between the two operands (only spaces and ")" precede it).
-        at = self.source.index(op, left.span[1], right.span[0])
-        return (at, at + len(op))
 
     def start(self, meta: Any, children: list[Node]) -> Node:
         return children[0]
@@ -173,17 +213,31 @@ class _ToAst(Transformer[Token, Node]):
         return Var(str(children[0]), _span(meta))
 
     def int_(self, meta: Any, children: list[Token]) -> Node:
-        return Const(int(children[0]), _span(meta))
+        digits = str(children[0]).replace("_", "").lstrip("0")
+        if len(digits) > MAX_INT_DIGITS:
+            raise _SyntaxProblem(
+                f"an integer of {len(digits)} digits: a filter's integers have at most "
+                f"{MAX_INT_DIGITS} digits",
+                _span(meta),
+            )
+        return Const(int(digits or "0"), _span(meta))
 
     def float_(self, meta: Any, children: list[Token]) -> Node:
         return Const(float(children[0]), _span(meta))
 
     def string(self, meta: Any, children: list[Token]) -> Node:
-        return Const(_unescape(children[0]), _span(meta))
+        value = _unescape(children[0])
+        if len(value) > MAX_STR_LEN:
+            raise _SyntaxProblem(
+                f"a string of {len(value)} characters: a filter's strings have at most "
+                f"{MAX_STR_LEN} characters",
+                _span(meta),
+            )
+        return Const(value, _span(meta))
 
     def neg(self, meta: Any, children: list[Node]) -> Node:
         (operand,) = children
-        if isinstance(operand, Const) and not isinstance(operand.value, str):
+        if isinstance(operand, Const) and isinstance(operand.value, int | float):
             return Const(-operand.value, _span(meta))
         return Unary("-", operand, _span(meta))
 
@@ -193,36 +247,24 @@ class _ToAst(Transformer[Token, Node]):
     def not_(self, meta: Any, children: list[Node]) -> Node:
         return Unary("not", children[0], _span(meta))
 
-    def _binary(self, op: str, meta: Any, children: list[Node]) -> Node:
-        left, right = children
-        return Binary(op, left, right, _span(meta), self._op_span(op, left, right))
-
-    def add(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("+", meta, children)
-
-    def sub(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("-", meta, children)
-
-    def mul(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("*", meta, children)
-
-    def truediv(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("/", meta, children)
-
-    def floordiv(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("//", meta, children)
-
-    def mod(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("%", meta, children)
-
-    def pow_(self, meta: Any, children: list[Node]) -> Node:
-        return self._binary("**", meta, children)
+    def chain(self, meta: Any, children: list[Any]) -> Node:
+        """Operands and operator tokens alternating: ``a + b - c`` or ``a ** b``."""
+        first, *rest = children
+        links = tuple(
+            (str(op), (op.start_pos, op.end_pos), operand)
+            for op, operand in zip(rest[::2], rest[1::2])
+        )
+        level = _LEVEL[links[0][0]]
+        if isinstance(first, Arith) and level != "**" and _LEVEL[first.links[0][0]] == level:
+            # `(a + b) - c` is `a + b - c`: one flat run, however many parentheses
+            return Arith(first.first, first.links + links, _span(meta))
+        return Arith(first, links, _span(meta))
 
     def and_(self, meta: Any, children: list[Node]) -> Node:
-        return BoolOp("and", children[0], children[1], _span(meta))
+        return _bool_op("and", children, _span(meta))
 
     def or_(self, meta: Any, children: list[Node]) -> Node:
-        return BoolOp("or", children[0], children[1], _span(meta))
+        return _bool_op("or", children, _span(meta))
 
     def link(self, meta: Any, children: list[Any]) -> tuple[str, Span, Node]:
         op, operand = children
@@ -249,16 +291,31 @@ class _ToAst(Transformer[Token, Node]):
                 if not links:
                     return member
                 chain = Compare(first, tuple(links), (meta.start_pos, left.span[1]))
-                return BoolOp("and", chain, member, _span(meta))
+                return BoolOp("and", (chain, member), _span(meta))
             links.append(part)
         return Compare(first, tuple(links), _span(meta))
+
+
+_LEVEL = {"+": "+", "-": "+", "*": "*", "/": "*", "//": "*", "%": "*", "**": "**"}
+
+
+def _bool_op(op: str, operands: list[Node], span: Span) -> BoolOp:
+    """One flat node; a parenthesized run of the same operator is merged in, so that
+    ``(A) and (B)`` built by ``where().where()...`` never nests."""
+    flat: list[Node] = []
+    for operand in operands:
+        if isinstance(operand, BoolOp) and operand.op == op:
+            flat.extend(operand.operands)
+        else:
+            flat.append(operand)
+    return BoolOp(op, tuple(flat), span)
 
 
 def parse_filter(source: str, /) -> Node:
     """Parse a filter into its AST; malformed text is a ``ParseError`` with a marker."""
     try:
         tree: Tree[Token] = lark_parser("filter.lark").parse(source)
-        return _ToAst(source).transform(tree)
+        ast = _ToAst(source).transform(tree)
     except UnexpectedInput as exc:
         message, span = _explain_syntax(source, exc)
         raise ParseError(message, source, span) from None
@@ -267,6 +324,8 @@ def parse_filter(source: str, /) -> Node:
         if isinstance(problem, _SyntaxProblem):
             raise ParseError(problem.message, source, problem.span) from None
         raise
+    _check_depth(source, ast)
+    return ast
 
 
 _VALUE_STARTS = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "MINUS", "PLUS", "NOT"}
@@ -318,9 +377,9 @@ def _explain_syntax(source: str, exc: UnexpectedInput) -> tuple[str, Span | None
     expected = set(exc.expected)
     at_end = tok.type == "$END"
     tokens = _tokens_before(source, len(source) if at_end else pos)
-    prev = f" after {str(tokens[-1])!r}" if tokens else ""
+    prev = f" after {_show(str(tokens[-1]))}" if tokens else ""
     span = (len(source), len(source) + 1) if at_end else (pos, pos + len(tok))
-    found = "the end of the filter" if at_end else repr(str(tok))
+    found = "the end of the filter" if at_end else _show(str(tok))
     if not source.strip():
         return "empty filter: write a condition such as X < 3", None
     if tok.type == "RPAR" and [t.type for t in tokens[-2:]] == ["IN", "LPAR"]:
@@ -346,7 +405,7 @@ def _explain_syntax(source: str, exc: UnexpectedInput) -> tuple[str, Span | None
             span,
         )
     if tok.type in _VALUE_STARTS:
-        between = f" between {str(tokens[-1])!r} and {found}" if tokens else ""
+        between = f" between {_show(str(tokens[-1]))} and {found}" if tokens else ""
         return (
             f"missing operator{between}: join conditions with 'and' / 'or', "
             "compare with == != < <= > >=",
@@ -374,23 +433,47 @@ class _Failure(Exception):
         self.span = span
 
 
+class _TooLarge(OverflowError):
+    """A result over the size limits, refused (before it is built, where that is known)."""
+
+
+_INT_TOO_LARGE = f"a filter's integers have at most {MAX_INT_DIGITS} digits"
+_STR_TOO_LONG = f"a filter's strings have at most {MAX_STR_LEN} characters"
+_GROWS = frozenset({"+", "-", "*", "**"})  # results that can be larger than the operands
+
+
+def _refuse(op: str, a: Any, b: Any, result: Any, span: Span) -> None:
+    """Fail if ``result`` is over the limits (called when a cheap test says it may be).
+
+    Results of ``+ - * **`` are checked after the fact: the operands are within the
+    limits, so a result is at most about twice the limit in size. What could be far
+    larger (``str * int``, ``int ** int``) is refused before it is built, in ``_mul`` and
+    ``_pow``.
+    """
+    if isinstance(result, str) and len(result) > MAX_STR_LEN:
+        raise _Failure(_why(op, a, b, _TooLarge(_STR_TOO_LONG)), span)
+    if isinstance(result, int) and abs(result) >= _INT_LIMIT:
+        raise _Failure(_why(op, a, b, _TooLarge(_INT_TOO_LARGE)), span)
+
+
 def _mul(a: Any, b: Any) -> Any:
-    if (isinstance(a, str) or isinstance(b, str)) and len(a if isinstance(a, str) else b) * (
-        b if isinstance(a, str) else a
-    ) > _MAX_STR_LEN:
-        raise OverflowError
+    if isinstance(a, str):
+        if isinstance(b, int) and len(a) * b > MAX_STR_LEN:
+            raise _TooLarge(_STR_TOO_LONG)
+    elif isinstance(b, str) and isinstance(a, int) and len(b) * a > MAX_STR_LEN:
+        raise _TooLarge(_STR_TOO_LONG)
     return a * b
 
 
 def _pow(a: Any, b: Any) -> Any:
+    # a ** b >= 2 ** ((bit_length(a) - 1) * b): refused before it is computed.
     if (
         isinstance(a, int)
         and isinstance(b, int)
         and b > 0
-        and abs(a) > 1
-        and a.bit_length() * b > _MAX_INT_BITS
+        and (a.bit_length() - 1) * b >= _INT_BITS
     ):
-        raise OverflowError
+        raise _TooLarge(_INT_TOO_LARGE)
     result = a**b
     if isinstance(result, complex):
         raise ValueError("a negative number to a fractional power has no real value")
@@ -419,20 +502,43 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "!=": operator.ne,
 }
 
+_SHOW = 40  # values longer than this are shortened in messages
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened: a message never quotes a huge string or number."""
+    if isinstance(value, str):
+        if len(value) <= _SHOW:
+            return repr(value)
+        head = repr(value[: _SHOW - 10])
+        return f"{head[:-1]}...{head[-1]} ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * _SHOW:
+        if value.bit_length() >= _INT_BITS and abs(value) >= _INT_LIMIT:  # str() would fail
+            return f"an int of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        text = str(value)
+        digits = len(text.lstrip("-"))
+        if len(text) > _SHOW:
+            return f"{text[: _SHOW - 20]}...{text[-5:]} ({digits} digits)"
+        return text
+    return reprlib.repr(value)
+
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {_show(value)}"
 
 
 def _why(op: str, a: Any, b: Any, exc: Exception) -> str:
     """What went wrong with ``a op b``, in words."""
+    negative = op == "**" and isinstance(a, int | float) and a < 0
+    shown = f"({_show(a)}) {op} {_show(b)}" if negative else f"{_show(a)} {op} {_show(b)}"
     if isinstance(exc, ZeroDivisionError):
-        return f"division by zero in {a!r} {op} {b!r}"
+        return f"division by zero in {shown}"
+    if isinstance(exc, _TooLarge):
+        return f"the result of {shown} is too large: {exc}"
     if isinstance(exc, OverflowError):
-        return f"the result of {a!r} {op} {b!r} is too large"
+        return f"the result of {shown} is too large"
     if isinstance(exc, ValueError):
-        base = f"({a!r})" if isinstance(a, int | float) and a < 0 else repr(a)
-        return f"{base} {op} {b!r}: {exc}"
+        return f"{shown}: {exc}"
     return f"'{op}' is not defined between {_describe(a)} and {_describe(b)}"
 
 
@@ -446,7 +552,11 @@ _VarAccess: TypeAlias = Callable[[str], _Fn]
 
 
 def _compile(node: Node, var: _VarAccess) -> _Fn:
-    """A closure computing ``node`` on a point, reading variables through ``var``."""
+    """A closure computing ``node`` on a point, reading variables through ``var``.
+
+    It recurses once per level of nesting (at most ``MAX_DEPTH``), never per operand of a
+    flat run: long runs compile to a loop over a list of closures.
+    """
     if isinstance(node, Const):
         value = node.value
         return lambda p: value
@@ -454,13 +564,10 @@ def _compile(node: Node, var: _VarAccess) -> _Fn:
         return var(node.name)
     if isinstance(node, Unary):
         return _compile_unary(node, var)
-    if isinstance(node, Binary):
-        return _compile_binary(node.op, node.op_span, node.left, node.right, var)
+    if isinstance(node, Arith):
+        return _compile_arith(node, var)
     if isinstance(node, BoolOp):
-        left, right = _compile(node.left, var), _compile(node.right, var)
-        if node.op == "and":
-            return lambda p: left(p) and right(p)
-        return lambda p: left(p) or right(p)
+        return _compile_bool(node, var)
     if isinstance(node, Compare):
         return _compile_compare(node, var)
     return _compile_member(node, var)
@@ -483,9 +590,76 @@ def _compile_unary(node: Unary, var: _VarAccess) -> _Fn:
     return unary
 
 
-def _compile_binary(op: str, span: Span, left: Node, right: Node, var: _VarAccess) -> _Fn:
+def _compile_bool(node: BoolOp, var: _VarAccess) -> _Fn:
+    fns = [_compile(operand, var) for operand in node.operands]
+    if len(fns) == 2:
+        left, right = fns
+        if node.op == "and":
+            return lambda p: left(p) and right(p)
+        return lambda p: left(p) or right(p)
+    *init, last = fns
+    if node.op == "and":
+
+        def all_(p: Any) -> Any:
+            for fn in init:
+                value = fn(p)
+                if not value:
+                    return value
+            return last(p)
+
+        return all_
+
+    def any_(p: Any) -> Any:
+        for fn in init:
+            value = fn(p)
+            if value:
+                return value
+        return last(p)
+
+    return any_
+
+
+# Runs of up to this many operators compile to nested closures (faster; one Python frame
+# per operator at evaluation), longer runs to one loop, so evaluation stays within
+# _NESTED_RUN frames per level of nesting.
+_NESTED_RUN = 3
+
+
+def _compile_arith(node: Arith, var: _VarAccess) -> _Fn:
+    first = _compile(node.first, var)
+    if len(node.links) <= _NESTED_RUN:
+        get = first
+        for op, span, right in node.links:
+            get = _binary(op, span, get, right, var)
+        return get
+    links = [(op, span, _BINARY[op], _compile(right, var)) for op, span, right in node.links]
+
+    def arith(p: Any) -> Any:
+        a = first(p)
+        for op, span, fn, operand in links:
+            b = operand(p)
+            try:
+                result = fn(a, b)
+            except _ERRORS as exc:
+                raise _Failure(_why(op, a, b, exc), span) from None
+            cls = result.__class__
+            if (cls is int and result.bit_length() >= _INT_BITS) or (
+                cls is str and len(result) > MAX_STR_LEN
+            ):
+                _refuse(op, a, b, result, span)
+            a = result
+        return a
+
+    return arith
+
+
+def _binary(op: str, span: Span, get_a: _Fn, right: Node, var: _VarAccess) -> _Fn:
+    """``get_a(p) op right``, checking the result's size if ``op`` can grow it.
+
+    The size test is written out in each closure rather than called: a call would cost
+    more than the arithmetic it guards.
+    """
     fn = _BINARY[op]
-    get_a = _compile(left, var)
     if isinstance(right, Const):  # the common `X < 3`: no call for the constant
         b = right.value
         if op == "%":  # the common `X % 2 == 0`: _mod inlined
@@ -508,7 +682,20 @@ def _compile_binary(op: str, span: Span, left: Node, right: Node, var: _VarAcces
             except _ERRORS as exc:
                 raise _Failure(_why(op, a, b, exc), span) from None
 
-        return binary_const
+        def growing_const(p: Any) -> Any:
+            a = get_a(p)
+            try:
+                result = fn(a, b)
+            except _ERRORS as exc:
+                raise _Failure(_why(op, a, b, exc), span) from None
+            cls = result.__class__
+            if (cls is int and result.bit_length() >= _INT_BITS) or (
+                cls is str and len(result) > MAX_STR_LEN
+            ):
+                _refuse(op, a, b, result, span)
+            return result
+
+        return growing_const if op in _GROWS else binary_const
     get_b = _compile(right, var)
 
     def binary(p: Any) -> Any:
@@ -519,13 +706,27 @@ def _compile_binary(op: str, span: Span, left: Node, right: Node, var: _VarAcces
         except _ERRORS as exc:
             raise _Failure(_why(op, a, b, exc), span) from None
 
-    return binary
+    def growing(p: Any) -> Any:
+        a = get_a(p)
+        b = get_b(p)
+        try:
+            result = fn(a, b)
+        except _ERRORS as exc:
+            raise _Failure(_why(op, a, b, exc), span) from None
+        cls = result.__class__
+        if (cls is int and result.bit_length() >= _INT_BITS) or (
+            cls is str and len(result) > MAX_STR_LEN
+        ):
+            _refuse(op, a, b, result, span)
+        return result
+
+    return growing if op in _GROWS else binary
 
 
 def _compile_compare(node: Compare, var: _VarAccess) -> _Fn:
     if len(node.links) == 1:
         ((op, span, operand),) = node.links
-        return _compile_binary(op, span, node.first, operand, var)
+        return _binary(op, span, _compile(node.first, var), operand, var)
     first = _compile(node.first, var)
     links = [(op, span, _BINARY[op], _compile(right, var)) for op, span, right in node.links]
 
@@ -563,23 +764,15 @@ def _compile_member(node: Member, var: _VarAccess) -> _Fn:
     return member
 
 
-def _variables(node: Node) -> Iterable[Var]:
-    """Every variable reference in ``node``, left to right."""
-    if isinstance(node, Var):
-        yield node
-    elif isinstance(node, Unary):
-        yield from _variables(node.operand)
-    elif isinstance(node, Binary | BoolOp):
-        yield from _variables(node.left)
-        yield from _variables(node.right)
-    elif isinstance(node, Compare):
-        yield from _variables(node.first)
-        for _, _, operand in node.links:
-            yield from _variables(operand)
-    elif isinstance(node, Member):
-        yield from _variables(node.operand)
-        for item in node.items:
-            yield from _variables(item)
+def _variables(node: Node) -> Iterator[Var]:
+    """Every variable reference in ``node``, left to right (in a loop, not recursively)."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Var):
+            yield node
+        else:
+            stack.extend(reversed(_children(node)))
 
 
 def _unknown_name(source: str, var: Var, known: Iterable[str]) -> ParseError:
@@ -588,7 +781,7 @@ def _unknown_name(source: str, var: Var, known: Iterable[str]) -> ParseError:
     hint = f"; did you mean {close[0]!r}?" if close else ""
     defined = ", ".join(names) if names else "none"
     return ParseError(
-        f"unknown variable {var.name!r} in filter (the sweep defines: {defined}){hint}",
+        f"unknown variable {_show(var.name)} in filter (the sweep defines: {defined}){hint}",
         source,
         var.span,
     )
@@ -667,6 +860,10 @@ class Filter:
     def __repr__(self) -> str:
         return f"Filter({self.source!r})"
 
+    def __reduce__(self) -> tuple[type[Filter], tuple[str]]:
+        """Pickled as its source (closures do not pickle); compiled again when unpickled."""
+        return (Filter, (self.source,))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Filter) and other.source == self.source
 
@@ -676,6 +873,6 @@ class Filter:
 
 def _where(point: Mapping[str, FilterValue]) -> str:
     """``point 7 (X=0.5, MODEL='small')``: the point's index, if it has one, and values."""
-    values = ", ".join(f"{name}={value!r}" for name, value in point.items())
+    values = ", ".join(f"{name}={_show(value)}" for name, value in point.items())
     index = getattr(point, "index", None)
     return f"point {index} ({values})" if index is not None else f"({values})"

@@ -8,6 +8,8 @@ the text went wrong, and so which message in the user's words applies.
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -30,8 +32,11 @@ _ARITY: dict[str, tuple[int, int, str]] = {
     "geomspace": (3, 3, "geomspace:START,STOP,NUM"),
 }
 
+# Numbers are ASCII: [0-9], not \d, which also matches Arabic-Indic or fullwidth digits
+# (and int() reads them).
 _NUMBER = re.compile(
-    r"[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?"
+    r"[+-]?(?:[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?|\.[0-9](?:_?[0-9])*)"
+    r"(?:[eE][+-]?[0-9](?:_?[0-9])*)?"
 )
 _NONFINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 _WORD_AT = re.compile(r"[^\s=:,]+")
@@ -40,11 +45,20 @@ _QUOTED_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
 
 
 def parse_number(text: str) -> int | float | None:
-    """The int or float a literal denotes, or None if it is not a number literal."""
+    """The int or float a literal denotes, or None if it is not a number literal.
+
+    Raises ValueError, with a message for the user, for an integer literal longer than
+    ``int()`` converts (``sys.get_int_max_str_digits()``, 4300 digits by default).
+    """
     if not _NUMBER.fullmatch(text):
         return None
     if any(c in text for c in ".eE"):
         return float(text)
+    limit = sys.get_int_max_str_digits()
+    if limit and len(text) > limit:
+        digits = sum(c.isdigit() for c in text)  # ASCII only, by the regex
+        if digits > limit:
+            raise ValueError(f"integer literal has {digits} digits; at most {limit}")
     return int(text)
 
 
@@ -107,7 +121,10 @@ def _number_arg(source: str, node: Tree[Token]) -> Arg:
                 f"{text!r} is not allowed: range arguments must be finite numbers", source, span
             )
         raise ParseError(f"expected a number, got {text!r}", source, span)
-    value = parse_number(text)
+    try:
+        value = parse_number(text)
+    except ValueError as exc:
+        raise ParseError(str(exc), source, span) from None
     assert value is not None
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         raise ParseError(f"number {text} is too large for a float", source, span)
@@ -146,7 +163,10 @@ def _case_value(source: str, node: Tree[Token]) -> Arg:
     # Bare: the raw slice keeps inner whitespace between pieces; unescape \x -> x.
     raw = source[span[0] : span[1]]
     text = re.sub(r"\\(.)", r"\1", raw)
-    number = parse_number(text)
+    try:
+        number = parse_number(text)
+    except ValueError as exc:
+        raise ParseError(f"{exc}; quote it to keep it as a string", source, span) from None
     if isinstance(number, float) and number in (float("inf"), float("-inf")):
         number = None  # 1e999 is kept as the string it was written as
     return Arg(text if number is None else number, text, span)
@@ -197,6 +217,12 @@ def _translate(source: str, exc: UnexpectedInput) -> ParseError:
         return (at, m.end()) if m else (at, at + 1)
 
     here: Span = (pos, pos + 1)
+    char = source[pos] if pos < len(source) else ""
+    in_case = _CASE_PREFIX.match(source) is not None
+    if "NUMBER" in expected or (expected <= {"COMMA", "$END"} and not in_case):
+        numeral = _non_ascii_numeral(source, word_span(pos))
+        if numeral is not None:
+            return numeral
 
     if expected == {"NAME"}:
         if at_end:
@@ -221,8 +247,6 @@ def _translate(source: str, exc: UnexpectedInput) -> ParseError:
         if at_end and source.rstrip().endswith(":"):
             return ParseError("expected arguments after ':'", source, here)
         return ParseError("missing argument: expected a number", source, here)
-    char = source[pos] if pos < len(source) else ""
-    in_case = _CASE_PREFIX.match(source) is not None
     if expected <= {"COMMA", "$END"}:
         if in_case:
             return ParseError("expected ',' after the quoted value", source, here)
@@ -246,6 +270,20 @@ def _translate(source: str, exc: UnexpectedInput) -> ParseError:
         if char == "\\":
             return _bad_escape(source, pos)
     return ParseError(f"unexpected character {source[pos : pos + 1]!r}", source, here)
+
+
+def _non_ascii_numeral(source: str, span: Span) -> ParseError | None:
+    """An argument written with a non-ASCII digit (Arabic-Indic, fullwidth): numbers are ASCII."""
+    for at in range(span[0], min(span[1], len(source))):
+        c = source[at]
+        if not c.isascii() and c.isnumeric():
+            return ParseError(
+                f"{c!r} ({unicodedata.name(c, 'a numeral')}) is not an ASCII digit: "
+                "write numbers with 0-9",
+                source,
+                (at, at + 1),
+            )
+    return None
 
 
 def _bad_escape(source: str, pos: int) -> ParseError:

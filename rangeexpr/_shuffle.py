@@ -31,6 +31,8 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
+from ._text import int_text
+
 __all__ = ["Shuffle", "normalize_seed"]
 
 _VERSION = b"rangeexpr-shuffle-v1"
@@ -43,7 +45,7 @@ def normalize_seed(seed: int | str) -> str:
     """The seed as text, so ``--shuffle 42`` and ``shuffled(42)`` give the same order."""
     if isinstance(seed, bool) or not isinstance(seed, int | str):
         raise TypeError(f"a shuffle seed is an int or a str, not {type(seed).__name__}")
-    return str(seed)
+    return seed if isinstance(seed, str) else int_text(seed)
 
 
 def _key(material: bytes, label: str, bits: int) -> int:
@@ -78,7 +80,7 @@ class Shuffle:
         self._a = math.isqrt(n - 1) + 1 if n > 1 else 1  # modulus of the high half L
         self._b = -(-n // self._a) if n > 1 else 1  # modulus of the low half R
         self.vectorized = n <= _NUMPY_MAX
-        material = _VERSION + b"|" + self.seed.encode() + b"|" + str(n).encode()
+        material = _VERSION + b"|" + self.seed.encode() + b"|" + int_text(n).encode()
         # The mixer's lane: 64 bits, or a multiple of 64 at least twice the halves' width,
         # so the top half of the lane, times the modulus, shifted down, lands in range.
         lane = 64 * max(1, -(-2 * (max(self._a, self._b) - 1).bit_length() // 64))

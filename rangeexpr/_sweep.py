@@ -20,7 +20,7 @@ from ._ast import RangeExpr, Value
 from ._axes import Axis, _range_len, axis
 from ._errors import SweepError
 from ._parse import parse
-from ._text import format_value
+from ._text import format_value, int_text
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -119,7 +119,7 @@ class Point(Mapping[str, Value]):
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={v!r}" for n, v in zip(self._layout.names, self._row))
-        return f"Point({self._index}: {inner})"
+        return f"Point({int_text(self._index)}: {inner})"
 
     def text(self, name: str) -> str:
         """The text a template writes for ``name``: a case value exactly as written."""
@@ -130,6 +130,51 @@ class Point(Mapping[str, Value]):
         return format_value(self._row[k])
 
 
+def _expressions(exprs: Iterable[str | RangeExpr]) -> list[RangeExpr]:
+    """The parsed expressions; anything but a list of str or RangeExpr is a TypeError.
+
+    A lone string is refused rather than iterated character by character, and a mapping
+    rather than iterated by its keys: both are a list forgotten, not a sweep.
+    """
+    if isinstance(exprs, str):
+        raise TypeError(
+            f"Sweep takes a list of range expressions, not a str: write Sweep([{exprs!r:.60}])"
+        )
+    if isinstance(exprs, bytes | bytearray | Mapping) or not isinstance(exprs, Iterable):
+        raise TypeError(
+            f"Sweep takes a list of range expressions, got {type(exprs).__name__}: "
+            "write Sweep(['X=range:3', ...])"
+        )
+    parsed = []
+    for k, e in enumerate(exprs):
+        if isinstance(e, str):
+            parsed.append(parse(e))
+        elif isinstance(e, RangeExpr):
+            parsed.append(e)
+        else:
+            raise TypeError(
+                f"a range expression is a str or RangeExpr; expression {k} is "
+                f"{type(e).__name__}: {e!r:.60}"
+            )
+    return parsed
+
+
+def _link_groups(link: Iterable[Sequence[str]]) -> list[tuple[str, ...]]:
+    """``link`` as tuples of names; a str where a list belongs is a TypeError, not a guess."""
+    if isinstance(link, str | bytes | bytearray) or not isinstance(link, Iterable):
+        raise TypeError(f"link takes a list of name lists, e.g. [('X', 'Y')], not {link!r:.60}")
+    groups = []
+    for group in link:
+        if isinstance(group, str | bytes | bytearray) or not isinstance(group, Iterable):
+            raise TypeError(f"each link is a list of names, e.g. ('X', 'Y'), not {group!r:.60}")
+        names = tuple(group)
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"a linked name is a str, not {type(name).__name__}: {name!r:.60}")
+        groups.append(names)
+    return groups
+
+
 class Sweep(Sequence[Point]):
     """The lazy Cartesian product of range expressions; the first varies slowest."""
 
@@ -138,7 +183,7 @@ class Sweep(Sequence[Point]):
     def __init__(
         self, exprs: Iterable[str | RangeExpr] = (), /, *, link: Iterable[Sequence[str]] = ()
     ):
-        parsed = [parse(e) if isinstance(e, str) else e for e in exprs]
+        parsed = _expressions(exprs)
         seen: dict[str, RangeExpr] = {}
         for e in parsed:
             if e.name in seen:
@@ -149,7 +194,7 @@ class Sweep(Sequence[Point]):
                 )
             seen[e.name] = e
         self.exprs: tuple[str, ...] = tuple(e.source for e in parsed)
-        self._layout = _Layout([axis(e) for e in parsed], list(link))
+        self._layout = _Layout([axis(e) for e in parsed], _link_groups(link))
         self._indices = range(self._layout.total)
 
     def _view(self, indices: range) -> Sweep:
@@ -190,8 +235,10 @@ class Sweep(Sequence[Point]):
 
     def __repr__(self) -> str:
         r = self._indices
-        part = "" if r == range(self._layout.total) else f" [{r.start}:{r.stop}:{r.step}]"
-        return f"<Sweep {list(self.exprs)!r}{part} size={self.size}>"
+        part = ""
+        if r != range(self._layout.total):
+            part = f" [{int_text(r.start)}:{int_text(r.stop)}:{int_text(r.step)}]"
+        return f"<Sweep {list(self.exprs)!r}{part} size={int_text(self.size)}>"
 
     def axis(self, name: str) -> Axis:
         """The lazy axis of one variable."""
@@ -210,7 +257,9 @@ class Sweep(Sequence[Point]):
         try:
             g = self._indices[index]
         except IndexError:
-            raise IndexError(f"sweep index {index} out of range for {self.size} points") from None
+            raise IndexError(
+                f"sweep index {int_text(index)} out of range for {int_text(self.size)} points"
+            ) from None
         return Point(g, self._layout.decode(g), self._layout)
 
     def shard(self, k: int, n: int) -> Sweep:

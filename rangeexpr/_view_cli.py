@@ -53,8 +53,10 @@ def _link_arg(text: str) -> tuple[str, ...]:
 
 
 def _count_arg(text: str) -> int:
+    from ._text import ascii_int
+
     try:
-        k = int(text)
+        k = ascii_int(text)
     except ValueError:
         k = -1
     if k < 0:

@@ -337,6 +337,13 @@ class _FirstKept(_View):
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
         raise self._no_random_access()
 
+    def shuffled(self, seed: int | str) -> Sweep:
+        """Refused now, rather than on the first point: a shuffle needs random access."""
+        raise self._no_random_access()
+
+    def sample(self, k: int, seed: int | str = 0) -> Sweep:
+        raise self._no_random_access()
+
     @staticmethod
     def _no_random_access() -> SweepError:
         return SweepError(

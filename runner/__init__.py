@@ -2,8 +2,9 @@
 
 Layout: ``_backend`` holds the one interface between runner and backends (Job, Attempt,
 Outcome, Backend); ``_run`` the scheduling (Runner, run_jobs, the summary records);
-``_policy`` the ``--halt`` failure policy; ``_joblog`` the JSON Lines job log and its
-reading for resume; ``_output`` the copying of job output to our stdout/stderr;
+``_policy`` the ``--halt`` failure policy; ``_joblog`` the JSON Lines job log (one writer
+at a time, by a lock file beside it) and its reading for resume; ``_output`` the job's
+output files and their copying to our stdout/stderr;
 ``_local`` the local process backend. The Ray backend lives in ``_ray`` and is imported
 only when asked for, so local runs never load it.
 
@@ -24,7 +25,7 @@ Example::
 from typing import TYPE_CHECKING
 
 from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status, StorageError
-from ._joblog import JobLog, JobLogError, read_joblog
+from ._joblog import JobLog, JobLogBusy, JobLogError, Resumed, read_joblog
 from ._local import LocalBackend
 from ._policy import Halt, parse_halt
 from ._run import Runner, RunStatistics, SlowJob, Summary, run_jobs
@@ -49,10 +50,12 @@ __all__ = [
     "Halt",
     "Job",
     "JobLog",
+    "JobLogBusy",
     "JobLogError",
     "LocalBackend",
     "Outcome",
     "RayBackend",
+    "Resumed",
     "RunStatistics",
     "Runner",
     "SlowJob",

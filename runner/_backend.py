@@ -35,7 +35,7 @@ class Job:
     """One point of a sweep, rendered and ready to run."""
 
     index: int  # the point's index in the full sweep (stable job number)
-    argv: tuple[str, ...]  # what to exec; with --shell this is ("/bin/sh", "-c", command)
+    argv: tuple[str, ...]  # what to exec; with --shell ("/bin/sh", "-c", SCRIPT, "sh", *values)
     command: str  # one /bin/sh command line equivalent to argv: what the log shows, what Ray runs
     env: Mapping[str, str]  # extra environment: the -e values, RANGEEXPR_INDEX, RANGEEXPR_COUNT
     values: Mapping[str, int | float | str]  # the point's typed values, for the job log

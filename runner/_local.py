@@ -2,8 +2,21 @@
 
 Its own session (``setsid``) keeps the terminal's Ctrl-C away from the jobs (the runner
 decides how they stop) and lets one ``killpg`` reach everything the job started,
-grandchildren included, so nothing is orphaned. Stopping is SIGTERM to the group, then
-SIGKILL after ``grace`` seconds if the job is still there.
+grandchildren included. Stopping is SIGTERM to the group, then SIGKILL after ``grace``
+seconds if the job is still there.
+
+A job's process group ends with the job, so nothing is orphaned: when its main process
+exits, whatever it left running in the group (``cmd &``) gets SIGTERM, then SIGKILL after
+``grace``, and the attempt ends once they are gone. ``keep_leftovers=True`` lets them run
+on, for jobs that start daemons. A process that leaves the group (``setsid``, a daemon that
+forks twice) is out of reach either way.
+
+A job's output is its own. Its files are opened without following a symlink; a path that
+is not a regular file (a directory, a FIFO, a symlink) is refused with StorageError: our
+file failed, not the job. A file that another process still has open (a leftover of an
+earlier job, kept or out of reach, still writing to it) or that has other hard links is
+replaced by a new file instead of being emptied, so nothing written through an old
+descriptor or another name lands in this attempt's output.
 
 Spawning is ``os.posix_spawn`` (vfork + exec) on the event loop's own thread, and the exit
 is awaited on a pidfd. ``trio.lowlevel.open_process`` runs ``Popen`` in a worker thread
@@ -16,19 +29,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import os
 import shutil
 import signal
+import stat
+from pathlib import Path
 
 import trio
 
-from ._backend import Attempt, Outcome, Status
+from ._backend import Attempt, Outcome, Status, StorageError
 
 __all__ = ["LocalBackend"]
 
 _HAVE_PIDFD = hasattr(os, "pidfd_open")  # Linux; elsewhere the exit is polled
-_OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_HAVE_LEASES = hasattr(fcntl, "F_SETLEASE")  # Linux; elsewhere a reused file is replaced
+# O_NONBLOCK: opening a FIFO must fail (no reader) or succeed at once, never wait for a
+# reader; it is cleared once the file is known to be a regular one.
+_OUTPUT = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_WHY_NOT = {
+    errno.ELOOP: "it is a symbolic link (output files never follow one)",
+    errno.ENXIO: "it is not a regular file",  # a FIFO without a reader, a socket
+}
 _STDIN = ((os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),)
 # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across exec, so the
 # child gets the defaults back (as subprocess's restore_signals does): `yes | head` ends.
@@ -38,12 +61,19 @@ _DEFAULT_SIGNALS = tuple(
 
 
 class LocalBackend:
-    """Runs attempts as local processes; environment = ours + the job's ``env``."""
+    """Runs attempts as local processes; environment = ours + the job's ``env``.
+
+    ``grace``: seconds between SIGTERM and SIGKILL. ``keep_leftovers``: let the processes
+    a job leaves in its group when its main process exits run on (daemons), instead of
+    ending them with the job; a job that is stopped (timeout, abort) loses its whole group
+    either way.
+    """
 
     name = "local"
 
-    def __init__(self, grace: float = 2.0):
+    def __init__(self, grace: float = 2.0, *, keep_leftovers: bool = False):
         self.grace = grace
+        self.keep_leftovers = keep_leftovers
         self._base_env: dict[str, str] = {}
         # The running children, by the abort event of their attempts (one per run).
         self._running: dict[trio.Event, set[_Child]] = {}
@@ -56,37 +86,54 @@ class LocalBackend:
         return None
 
     async def run(self, attempt: Attempt) -> Outcome:
+        """Run one attempt; StorageError if its output files cannot be opened."""
         if attempt.abort.is_set():
             return Outcome("killed", None)
         running = self._running_of(attempt.abort)
+        out = _open_output(attempt.stdout)
         try:
-            child = _Child(self._spawn(attempt))
+            err = _open_output(attempt.stderr)
+        except BaseException:
+            os.close(out)
+            raise
+        try:
+            child = _Child(self._spawn(attempt, out, err))
         except OSError as exc:
             # Like a shell: 127 when the program is not there, 126 when it cannot run.
             exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
             message = f"cannot run {attempt.job.argv[0]!r}: {exc.strerror or exc}"
-            with open(attempt.stderr, "ab") as err:
-                err.write(f"rangeexpr: {message}\n".encode())
+            with contextlib.suppress(OSError):  # the outcome carries the message anyway
+                os.write(err, f"rangeexpr: {message}\n".encode())
             return Outcome("failed", exit_code, message=message)
+        finally:
+            os.close(out)
+            os.close(err)
         running.add(child)
         try:
-            if attempt.timeout is None:
-                await child.wait()
-            else:
-                with trio.move_on_after(attempt.timeout):
-                    await child.wait()
-                if child.code is None and not child.aborted:  # out of time
-                    child.timed_out = True
-                    child.signal(signal.SIGTERM)
-                    with trio.move_on_after(self.grace):
-                        await child.wait()
-            if child.aborted or child.timed_out:
-                await child.kill()
+            outcome = await self._wait(child, attempt.timeout)
+            if not (self.keep_leftovers or child.aborted or child.timed_out):
+                await child.end_leftovers(self.grace)
         finally:
             running.discard(child)
             await child.close()
+        return outcome
+
+    async def _wait(self, child: _Child, timeout: float | None) -> Outcome:
+        """Wait for the job's main process, stopping it at ``timeout``; how it ended."""
+        if timeout is None:
+            await child.wait()
+        else:
+            with trio.move_on_after(timeout):
+                await child.wait()
+            if child.code is None and not child.aborted:  # out of time
+                child.timed_out = True
+                child.signal(signal.SIGTERM)
+                with trio.move_on_after(self.grace):
+                    await child.wait()
+        if child.aborted or child.timed_out:
+            await child.kill()
         code = child.code
-        assert code is not None  # close() reaps it
+        assert code is not None  # kill() reaps it
         status: Status = "succeeded" if code == 0 else "failed"
         if child.timed_out or child.aborted:  # we stopped it: whatever it exited with
             status = "timed_out" if child.timed_out else "killed"
@@ -102,31 +149,18 @@ class LocalBackend:
                 child.aborted = True
                 child.signal(signal.SIGKILL)
 
-    def _spawn(self, attempt: Attempt) -> int:
-        """Start the job with stdin from /dev/null and its output in the attempt's files."""
+    def _spawn(self, attempt: Attempt, out: int, err: int) -> int:
+        """Start the job with stdin from /dev/null and its output on ``out`` and ``err``."""
         job = attempt.job
         env = {**self._base_env, **job.env}
-        program = _resolve(job.argv[0], env.get("PATH"))
-        out = os.open(attempt.stdout, _OUTPUT, 0o666)
-        try:
-            err = os.open(attempt.stderr, _OUTPUT, 0o666)
-            try:
-                return os.posix_spawn(
-                    program,
-                    job.argv,
-                    env,
-                    file_actions=(
-                        *_STDIN,
-                        (os.POSIX_SPAWN_DUP2, out, 1),
-                        (os.POSIX_SPAWN_DUP2, err, 2),
-                    ),
-                    setsid=True,
-                    setsigdef=_DEFAULT_SIGNALS,
-                )
-            finally:
-                os.close(err)
-        finally:
-            os.close(out)
+        return os.posix_spawn(
+            _resolve(job.argv[0], env.get("PATH")),
+            job.argv,
+            env,
+            file_actions=(*_STDIN, (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)),
+            setsid=True,
+            setsigdef=_DEFAULT_SIGNALS,
+        )
 
     def _running_of(self, abort: trio.Event) -> set[_Child]:
         """The running children of ``abort``'s run; the first call starts its watcher.
@@ -169,10 +203,15 @@ class _Child:
         self.aborted = self.timed_out = False  # why we signalled it, if we did
         self._fd = os.pidfd_open(pid) if _HAVE_PIDFD else None
 
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole group (the leader's pid is the group id)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the whole group (the leader's pid is the group id); False if empty."""
+        try:
             os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # a member we may not signal (setuid): still there
+            pass
+        return True
 
     async def wait(self) -> int:
         """The exit code, once the process has ended."""
@@ -191,6 +230,23 @@ class _Child:
         self.signal(signal.SIGKILL)
         return await self.wait()
 
+    async def end_leftovers(self, grace: float) -> None:
+        """End what the exited leader left in its group: SIGTERM, then SIGKILL after ``grace``.
+
+        Called right after the leader was reaped, with no checkpoint between: Linux hands
+        out pids in turn, so the group id cannot name another group yet. Usually nothing is
+        left, and this is one system call.
+        """
+        if not self.signal(signal.SIGTERM):
+            return
+        try:
+            if not await _group_ends(self.pid, grace):
+                self.signal(signal.SIGKILL)
+                await _group_ends(self.pid, grace)  # at once, unless stuck in the kernel
+        except BaseException:  # cancelled: leave nothing behind
+            self.signal(signal.SIGKILL)
+            raise
+
     async def close(self) -> None:
         """Reap the child, killing its group first if it still runs (we were cancelled)."""
         if self.code is None:
@@ -200,6 +256,109 @@ class _Child:
             trio.lowlevel.notify_closing(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+async def _group_ends(pgid: int, within: float) -> bool:
+    """Wait up to ``within`` seconds for group ``pgid`` to have no live process left."""
+    delay = 0.001
+    with trio.move_on_after(within):
+        while _live_in_group(pgid):
+            await trio.sleep(delay)
+            delay = min(2 * delay, 0.05)
+        return True
+    return False
+
+
+def _live_in_group(pgid: int) -> bool:
+    """Whether group ``pgid`` has a process that is not a zombie.
+
+    ``killpg(pgid, 0)`` also finds zombies, which stay until their parent, or an init that
+    does not reap, collects them; /proc tells them apart (Linux; elsewhere they count).
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
+                    fields = f.read().rpartition(b")")[2].split(maxsplit=3)
+            except OSError:  # it ended meanwhile
+                continue
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
+def _open_output(path: Path) -> int:
+    """A descriptor on ``path``, empty and written by nobody else; StorageError if none.
+
+    The file is created, or reused if it is a regular file with no other link and nobody
+    else has it open; otherwise it is replaced by a new one (``O_EXCL``).
+    """
+    try:
+        fd = os.open(path, _OUTPUT, 0o666)
+        try:
+            replace = _must_replace(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if replace:
+            os.close(fd)
+            os.unlink(path)
+            fd = os.open(path, _OUTPUT | os.O_EXCL, 0o666)
+        fcntl.fcntl(fd, fcntl.F_SETFL, 0)  # clear O_NONBLOCK: the job gets a plain file
+        if fd < 3:  # stdio was closed when we started: keep clear of the child's 0-2
+            fd, low = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), fd
+            os.close(low)
+        return fd
+    except StorageError:
+        raise
+    except OSError as exc:
+        why = _WHY_NOT.get(exc.errno or 0, exc.strerror or str(exc))
+        raise StorageError(f"cannot write {path}: {why}") from None
+
+
+def _must_replace(fd: int, path: Path) -> bool:
+    """Whether the file open on ``fd`` must be replaced by a new one; empties it if not."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise StorageError(f"cannot write {path}: it is not a regular file")
+    if info.st_nlink > 1 or _open_elsewhere(fd):
+        return True
+    if info.st_size:
+        os.ftruncate(fd, 0)
+    return False
+
+
+def _open_elsewhere(fd: int) -> bool:
+    """Whether another open file description has this file, e.g. a job's leftover process.
+
+    Linux grants a write lease only when nobody else has the file open (fcntl(2),
+    F_SETLEASE); it is taken and dropped at once, about 3 µs. Where no lease can be had
+    (another file system, another owner) the answer is yes: the file is replaced, which is
+    safe, only slower (a new inode costs 20 to 70 µs on ext4). Someone opening the file in
+    the instant the lease is held breaks it with a signal to us: F_SETSIG makes that
+    SIGURG, ignored by default, instead of SIGIO, which would end the process; it is set
+    before every lease, since dropping a lease resets it.
+    """
+    if not _HAVE_LEASES:
+        return True
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    except OSError:
+        return True
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,26 +1,46 @@
 """Copying a finished job's output files to our own stdout/stderr, one block per job.
 
 Jobs write into files (never pipes we would have to drain), so a job printing 1 GB costs
-disk, not memory. When the job ends its file is copied in chunks under one lock, so
-blocks of different jobs never interleave. Big files are copied in a worker thread so the
-event loop (signals, other jobs) keeps running meanwhile.
+disk, not memory. When the job ends its file is copied in chunks under one lock, so blocks
+of different jobs never interleave and come in the order the jobs ended.
+
+A reader that stalls (a pipe nobody reads, a paused terminal) never stalls the event loop:
+timeouts, signals and the other jobs go on while the copy waits. A pipe or terminal is
+written through a descriptor of our own, opened non-blocking on it (``/proc/self/fd/N``
+gives a new open file description, so O_NONBLOCK is not forced on the shell or on others
+writing there), and a write that would block waits in trio until the reader catches up.
+A regular file or /dev/null never waits for a reader: it is written directly, a big file
+in a worker thread (the disk may be slow). Anything else (a socket, no /proc) is written
+in a worker thread.
+
+A reader that went away (``| head``) or a stream closed from the start (``>&-``) drops the
+output quietly: the jobs still run and are logged. Any other write error (a full disk) is a
+StorageError.
 """
 
 from __future__ import annotations
 
 import codecs
+import errno
 import io
 import os
+import select
+import stat
 import sys
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
 
 import trio
 
+from ._backend import StorageError
+
 __all__ = ["ByIndex", "OutputCopier", "Scratch"]
 
 _CHUNK = 1 << 16
 _THREAD_ABOVE = 1 << 20  # bytes: smaller files are copied inline, faster than a thread hop
+_OWN = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 class OutputCopier:
@@ -32,6 +52,10 @@ class OutputCopier:
 
     def __init__(self) -> None:
         self._lock = trio.Lock()
+        # Our own non-blocking descriptors on pipes and terminals, by (fd, st_dev, st_ino)
+        # of the stream's descriptor: one open(2) per stream, not one per job.
+        self._own: dict[tuple[int, int, int], int] = {}
+        weakref.finalize(self, _close_all, self._own)
 
     async def move(self, path: Path, stream: Literal["stdout", "stderr"]) -> None:
         """Copy ``path`` to the named stream, then empty it for the next attempt to reuse.
@@ -45,42 +69,115 @@ class OutputCopier:
         if size == 0:
             return
         async with self._lock:
-            target: IO[str] = getattr(sys, stream)
-            if size > _THREAD_ABOVE:
-                await trio.to_thread.run_sync(_copy, path, target)
-            else:
-                _copy(path, target)
+            target: IO[str] | None = getattr(sys, stream)
+            try:
+                await self._copy(path, size, target)
+            except BrokenPipeError:
+                self._drop(target)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot copy job output to {stream}: {exc.strerror or exc}"
+                ) from None
         os.truncate(path, 0)
 
-
-def _copy(path: Path, target: IO[str]) -> None:
-    """Stream ``path`` into ``target``; a reader that went away (``| head``) is not an error.
-
-    Jobs keep running and logging when nobody reads their output any more: the stream is
-    pointed at /dev/null, as a shell would leave it, and the rest is dropped quietly.
-    """
-    try:
-        _stream(path, target)
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, target.fileno())
-        os.close(devnull)
-
-
-def _stream(path: Path, target: IO[str]) -> None:
-    """Raw bytes when ``target`` is a real file, else decoded text (e.g. through rich)."""
-    with path.open("rb") as src:
-        if isinstance(target, io.TextIOWrapper):
-            target.flush()
-            while chunk := src.read(_CHUNK):
+    async def _copy(self, path: Path, size: int, target: IO[str] | None) -> None:
+        if target is None or target.closed:  # closed when we started (``>&-``)
+            return
+        if not isinstance(target, io.TextIOWrapper):  # e.g. rich's wrapper: text, through it
+            if size > _THREAD_ABOVE:
+                await trio.to_thread.run_sync(_write_text, path, target)
+            else:
+                _write_text(path, target)
+            return
+        target.flush()
+        try:
+            fd = target.fileno()
+        except io.UnsupportedOperation:  # in memory: never blocks
+            for chunk in _chunks(path):
                 target.buffer.write(chunk)
             target.buffer.flush()
             return
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) or (stat.S_ISCHR(info.st_mode) and not os.isatty(fd)):
+            if size > _THREAD_ABOVE:
+                await trio.to_thread.run_sync(_write, path, fd)
+            else:
+                _write(path, fd)
+            return
+        own = self._nonblocking(fd, info)
+        if own is None:
+            await trio.to_thread.run_sync(_write, path, fd)
+            return
+        for chunk in _chunks(path):
+            rest = chunk
+            while rest:
+                try:
+                    rest = rest[os.write(own, rest) :]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(own)
+
+    def _nonblocking(self, fd: int, info: os.stat_result) -> int | None:
+        """Our own non-blocking descriptor on the pipe or terminal ``fd``; None if none."""
+        key = (fd, info.st_dev, info.st_ino)
+        own = self._own.get(key)
+        if own is None:
+            try:
+                own = os.open(f"/proc/self/fd/{fd}", _OWN)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO and stat.S_ISFIFO(info.st_mode):
+                    raise BrokenPipeError(errno.EPIPE, "the reader is gone") from None
+                return None  # a socket, no /proc
+            self._own[key] = own
+        return own
+
+    def _drop(self, target: IO[str] | None) -> None:
+        """The reader went away: point the stream at /dev/null, as a shell would leave it.
+
+        The rest of the output is dropped quietly, and later writes (a summary) do not fail.
+        """
+        for own in self._own.values():
+            trio.lowlevel.notify_closing(own)
+            os.close(own)
+        self._own.clear()
+        try:
+            fd = target.fileno() if target is not None else -1
+        except (OSError, ValueError):
+            return
+        if fd >= 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+
+
+def _chunks(path: Path) -> Iterator[memoryview]:
+    with path.open("rb", buffering=0) as src:
         while chunk := src.read(_CHUNK):
-            target.write(decoder.decode(chunk))
-        target.write(decoder.decode(b"", final=True))
-        target.flush()
+            yield memoryview(chunk)
+
+
+def _write(path: Path, fd: int) -> None:
+    """Copy ``path`` to ``fd``, waiting as long as it takes (inline or in a worker thread)."""
+    for chunk in _chunks(path):
+        rest = chunk
+        while rest:
+            try:
+                rest = rest[os.write(fd, rest) :]
+            except BlockingIOError:  # someone made the shared description non-blocking
+                select.select([], [fd], [])
+
+
+def _write_text(path: Path, target: IO[str]) -> None:
+    """Copy ``path`` as decoded text, for a stream that is not a file (a display's wrapper)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in _chunks(path):
+        target.write(decoder.decode(chunk))
+    target.write(decoder.decode(b"", final=True))
+    target.flush()
+
+
+def _close_all(fds: dict[tuple[int, int, int], int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
 
 
 class ByIndex:
@@ -101,7 +198,8 @@ class Scratch:
 
     Reusing the pairs saves building two Paths per job, which shows at 10^5 jobs/s. The
     copier empties a file after copying it, so a backend that writes nothing for an attempt
-    leaves nothing stale behind.
+    leaves nothing stale behind. A file a job's leftover process still holds is not reused:
+    the local backend replaces it with a new one (see ``_local.py``).
     """
 
     def __init__(self, directory: Path):

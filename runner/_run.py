@@ -9,6 +9,13 @@ anywhere (a broken backend, a bug) cancels the run and propagates, never lost.
 Stopping comes in two strengths, as GNU Parallel's ``--halt``: *soon* stops launching and
 lets running jobs finish; *now* also sets the attempts' shared ``abort`` event, on which
 backends terminate their jobs and report them "killed", so they still get their record.
+
+Two failures stop a run *soon* rather than crash it, so that nothing already done is lost:
+an exception from the job iterable (e.g. a ``--where`` that fails on one point), raised
+again by ``run()`` once the running jobs have finished and been recorded; and an I/O
+failure of the runner's own files (the job log, output files, or a backend's
+``StorageError``), which ends the run with ``stopped == "storage"`` and a message naming
+the file, every record already written kept.
 """
 
 from __future__ import annotations
@@ -24,14 +31,14 @@ from typing import Literal
 
 import trio
 
-from ._backend import Attempt, Backend, Job, Outcome
+from ._backend import Attempt, Backend, Job, Outcome, StorageError
 from ._joblog import JobLog
 from ._output import ByIndex, OutputCopier, Scratch
 from ._policy import NEVER, Halt
 
 __all__ = ["RunStatistics", "Runner", "SlowJob", "Summary", "run_jobs"]
 
-StopReason = Literal["interrupted", "halt", "lost"]
+StopReason = Literal["interrupted", "halt", "lost", "storage", "error"]
 _RETRYABLE = frozenset({"failed", "timed_out"})
 
 
@@ -71,7 +78,7 @@ class Summary:
     elapsed: float  # seconds
     slowest: tuple[SlowJob, ...]  # slowest first
     stopped: StopReason | None  # why the run stopped early, None if it ran to the end
-    message: str | None = None  # what a "lost" outcome said
+    message: str | None = None  # what a "lost" outcome said, or which file failed and why
 
     @property
     def ok(self) -> bool:
@@ -123,6 +130,8 @@ class Runner:
         self._started = self._running = 0
         self._succeeded = self._failed = self._killed = self._lost = 0
         self._ran = False
+        self._begin = 0.0
+        self._elapsed: float | None = None  # set when run() ends
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -144,35 +153,57 @@ class Runner:
         if now:
             self._abort.set()
 
-    async def run(self, jobs: Iterable[Job]) -> Summary:
-        """Run every job of ``jobs`` (pulled lazily) unless stopped; return the summary."""
-        if self._ran:
-            raise RuntimeError("a Runner runs once; make a new one")
-        self._ran = True
-        begin = trio.current_time()
-        if self._results_dir is not None:
-            self._results_dir.mkdir(parents=True, exist_ok=True)
-            await self._launch_all(jobs, ByIndex(self._results_dir))
-        else:
-            tmp = Path(tempfile.mkdtemp(prefix="rangeexpr-"))
-            try:
-                await self._launch_all(jobs, Scratch(tmp))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+    def summary(self) -> Summary:
+        """How the run ended (or stands): what ``run()`` returns, also after it raised."""
         slowest = sorted(self._slowest, reverse=True)
+        elapsed = self._elapsed
+        if elapsed is None:
+            elapsed = trio.current_time() - self._begin if self._ran else 0.0
         return Summary(
             self._succeeded,
             self._failed,
             self._killed,
             self._lost,
-            trio.current_time() - begin,
+            elapsed,
             tuple(SlowJob(index, duration, command) for duration, index, command in slowest),
             self._stopped,
             self._message,
         )
 
-    async def _launch_all(self, jobs: Iterable[Job], files: ByIndex | Scratch) -> None:
+    async def run(self, jobs: Iterable[Job]) -> Summary:
+        """Run every job of ``jobs`` (pulled lazily) unless stopped; return the summary.
+
+        An exception from ``jobs`` stops launching; it is raised here once the jobs already
+        started have finished and been recorded (``summary()`` then says how far it got).
+        """
+        if self._ran:
+            raise RuntimeError("a Runner runs once; make a new one")
+        self._ran = True
+        self._begin = trio.current_time()
+        try:
+            if self._results_dir is not None:
+                self._results_dir.mkdir(parents=True, exist_ok=True)
+                files: ByIndex | Scratch = ByIndex(self._results_dir)
+            else:
+                files = Scratch(Path(tempfile.mkdtemp(prefix="rangeexpr-")))
+        except OSError as exc:
+            self._storage_failed(exc, "the output directory")
+            self._elapsed = trio.current_time() - self._begin
+            return self.summary()
+        try:
+            error = await self._launch_all(jobs, files)
+        finally:
+            self._elapsed = trio.current_time() - self._begin
+            if isinstance(files, Scratch):
+                shutil.rmtree(files.directory, ignore_errors=True)
+        if error is not None:
+            raise error
+        return self.summary()
+
+    async def _launch_all(self, jobs: Iterable[Job], files: ByIndex | Scratch) -> Exception | None:
+        """Launch the jobs; the exception that ``jobs`` raised, if it did, once all ended."""
         limiter = self._limiter
+        error: Exception | None = None
         async with trio.open_nursery() as nursery:
             with self._launch:
                 iterator = iter(jobs)
@@ -181,6 +212,11 @@ class Runner:
                     await limiter.acquire_on_behalf_of(borrower)
                     try:
                         job = next(iterator, None)
+                    except Exception as exc:
+                        limiter.release_on_behalf_of(borrower)
+                        error = exc
+                        self.stop("error", now=False)
+                        break
                     except BaseException:
                         limiter.release_on_behalf_of(borrower)
                         raise
@@ -188,15 +224,23 @@ class Runner:
                         limiter.release_on_behalf_of(borrower)
                         break
                     nursery.start_soon(self._run_job, job, borrower, files)
+        return error
 
     async def _run_job(self, job: Job, borrower: object, files: ByIndex | Scratch) -> None:
+        try:
+            paths = files.take(job.index)
+        except OSError as exc:
+            self._limiter.release_on_behalf_of(borrower)
+            self._storage_failed(exc, "an output file")
+            return
         self._started += 1
         self._running += 1
-        paths = files.take(job.index)
         try:
             number = 1
             while True:
                 outcome = await self._attempt(job, number, paths)
+                if outcome is None:
+                    return  # our own files failed: the run is stopping, the job runs on resume
                 if (
                     outcome.status not in _RETRYABLE
                     or number > self._retries
@@ -210,23 +254,46 @@ class Runner:
             self._running -= 1
             self._limiter.release_on_behalf_of(borrower)
 
-    async def _attempt(self, job: Job, number: int, paths: tuple[Path, Path]) -> Outcome:
+    async def _attempt(self, job: Job, number: int, paths: tuple[Path, Path]) -> Outcome | None:
+        """Run one attempt and record it; None if the backend could not write its output."""
         stdout, stderr = paths
         attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort)
         start = time.time()
         began = trio.current_time()
-        outcome = await self._backend.run(attempt)
+        try:
+            outcome = await self._backend.run(attempt)
+        except StorageError as exc:
+            self._storage_failed(exc, f"the output of job {job.index}")
+            return None
         duration = trio.current_time() - began
         if self._joblog is not None:
-            self._joblog.record(job, number, outcome, start, duration)
+            try:
+                self._joblog.record(job, number, outcome, start, duration)
+            except OSError as exc:
+                self._storage_failed(exc, "the job log")
         if len(self._slowest) < self._keep_slowest:
             heapq.heappush(self._slowest, (duration, job.index, job.command))
         elif self._slowest and duration > self._slowest[0][0]:
             heapq.heapreplace(self._slowest, (duration, job.index, job.command))
         if self._results_dir is None:
-            await self._copier.move(stdout, "stdout")
-            await self._copier.move(stderr, "stderr")
+            try:
+                await self._copier.move(stdout, "stdout")
+                await self._copier.move(stderr, "stderr")
+            except OSError as exc:
+                self._storage_failed(exc, f"the output of job {job.index}")
         return outcome
+
+    def _storage_failed(self, exc: OSError, what: str) -> None:
+        """One of our own files failed: stop launching, and say which file and why.
+
+        Jobs already running finish (their records are written if the log still can be).
+        """
+        if self._message is None:
+            if isinstance(exc, StorageError):
+                self._message = str(exc)
+            else:
+                self._message = f"cannot write {exc.filename or what}: {exc.strerror or exc}"
+        self.stop("storage", now=False)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         status = outcome.status

@@ -245,6 +245,11 @@ def test_a_sample_of_a_filtered_sweep_has_k_kept_points() -> None:
     assert list(sweep.where("X > 97").sample(5, 3)) == list(sweep.where("X > 97").shuffled(3))
     with pytest.raises(SweepError, match="no random access"):
         sample.shard(0, 2)
+    # Refused when asked, not later on the first point of an iteration.
+    with pytest.raises(SweepError, match="no random access"):
+        sample.shuffled(1)
+    with pytest.raises(SweepError, match="no random access"):
+        sample.sample(2, 1)
 
 
 def test_sampling_is_roughly_uniform() -> None:
@@ -376,11 +381,6 @@ def _succeeded(log: Path) -> list[int]:
 def test_run_where_shuffle_resumes_after_a_kill_and_runs_each_kept_point_once(
     tmp_path: Path,
 ) -> None:
-    help_text = subprocess.run(
-        _rangeexpr("run", "--help"), capture_output=True, text=True, env=_env(), check=False
-    ).stdout
-    if "--where" not in help_text:
-        pytest.skip("rangeexpr/_cli.py does not wire the view options (--where ...) yet")
     log = tmp_path / "log.jsonl"
     argv = [
         "run",

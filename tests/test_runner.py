@@ -400,9 +400,9 @@ def test_joblog_round_trip_and_a_line_cut_short(tmp_path: Path) -> None:
     assert resumed.header["source"] == {"exprs": ["X=range:3"]}
     assert resumed.succeeded == {0, 1}
     assert resumed.end == whole
-    again = JobLog.append(path, resumed.end)
-    again.record(job(2), 1, Outcome("succeeded", 0), 3.0, 0.5)
-    again.close()
+    with JobLog(path) as again:
+        assert again.resume(3).succeeded == {0, 1}
+        again.record(job(2), 1, Outcome("succeeded", 0), 3.0, 0.5)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r.get("index") for r in lines] == [None, 0, 1, 1, 2]
     assert lines[3]["backend_id"] == "b1"

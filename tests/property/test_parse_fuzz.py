@@ -2,12 +2,14 @@
 
 Checked over arbitrary text and over near-valid mutations of valid expressions (a
 character inserted, deleted or replaced), the inputs most likely to hit an untranslated
-lark error or a crash in evaluation.
+lark error or a crash in evaluation. A number written with a non-ASCII digit is never
+read as a number.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -19,7 +21,18 @@ VALID = [
     json.loads(p.read_text(encoding="utf-8"))["expr"]
     for p in sorted((Path(__file__).parent.parent / "data" / "valid").glob("*.json"))
 ]
-ALPHABET = st.sampled_from([*list("=:,.-+_eE0123456789 \"'\\abcXYZ\n\t"), "inf", "nan", "case"])
+# Besides ASCII: digits int() would read (Arabic-Indic, fullwidth, superscript), and an
+# integer literal longer than int() reads.
+ALPHABET = st.sampled_from(
+    [
+        *list("=:,.-+_eE0123456789 \"'\\abcXYZ\n\t"),
+        "inf",
+        "nan",
+        "case",
+        *"\u0663\uff13\u00b2\u0969",
+        "9" * 4301,
+    ]
+)
 
 
 def evaluate(text: str) -> None:
@@ -29,8 +42,12 @@ def evaluate(text: str) -> None:
         assert exc.message
         str(exc)  # rendering the marker never fails
         return
+    if ax.kind != "case":  # a number is ASCII: text with a digit like '٣' is no number
+        assert not any(c.isnumeric() and not c.isascii() for c in text), text
     if ax.size:
-        ax[0], ax[-1], ax.text(0)
+        for value in (ax[0], ax[-1]):
+            assert not isinstance(value, float) or math.isfinite(value)
+        ax.text(0)
 
 
 @settings(max_examples=500, deadline=None)

@@ -4,17 +4,21 @@
 - ``sweep[i]`` is that list's element i, for every i including negative ones;
 - ``sweep[a:b:c]`` is the list slice, and stays lazy;
 - ``shard(k, n)`` for k in 0..n-1 are disjoint and cover the sweep in order;
-- ``arrays()`` agrees with the points.
+- ``arrays()`` agrees with the points;
+- anything that is not a list of expressions (or of link names) is a TypeError or a
+  RangeExprError, never an AttributeError or a crash further in.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rangeexpr import Sweep, axis
+from rangeexpr import RangeExprError, Sweep, axis
 
 EXPRS = st.sampled_from(
     [
@@ -100,3 +104,63 @@ def test_arrays_agree_with_points(sweep: Sweep, data: st.DataObject) -> None:
     arrays = sweep.arrays(lo, hi)
     for name in sweep.names:
         assert arrays[name].tolist() == [p[name] for p in sweep[lo:hi]]
+
+
+# Values of every shape a caller might pass by mistake, expressions or not.
+junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.binary(max_size=8)
+    | st.text(max_size=8)
+    | st.sampled_from(["X=range:3", "Y=case:a,b"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(junk)
+def test_any_input_is_a_sweep_or_a_type_or_range_error(exprs: Any) -> None:
+    try:
+        Sweep(exprs)
+    except (TypeError, RangeExprError):
+        return
+    assert isinstance(exprs, list | tuple)
+    assert all(isinstance(e, str) for e in exprs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk)
+def test_any_link_is_linked_or_a_type_or_range_error(link: Any) -> None:
+    try:
+        Sweep(["X=range:3", "Y=range:3", "Z=case:a,b,c"], link=link)
+    except (TypeError, RangeExprError):
+        return
+    assert not isinstance(link, str | bytes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(junk)
+def test_any_axis_argument_is_an_axis_or_a_type_or_range_error(expr: Any) -> None:
+    try:
+        axis(expr)
+    except (TypeError, RangeExprError):
+        return
+    assert isinstance(expr, str)
+
+
+@pytest.mark.parametrize("index", ["0", 1.0, None, [0], b"0"])
+def test_an_index_that_is_not_an_int_is_a_type_error(index: Any) -> None:
+    sweep = Sweep(["X=range:3"])
+    with pytest.raises(TypeError):
+        sweep[index]
+    with pytest.raises(TypeError):
+        sweep.axis("X")[index]
+    with pytest.raises(TypeError):
+        sweep.axis("X").text(index)
