@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +44,25 @@ def jobs() -> list[Any]:
 
 def ours(address: str, per_job: int) -> float:
     """Seconds for the runner to run the sweep through RayBackend (``per_job`` points a job)."""
-    from rangeexpr import Sweep
+    from rangeexpr._backends import make_backend
+    from rangeexpr._spec import RunSpec
     from runner import run_jobs
-    from runner._ray import backend_from_args
 
-    source = {"exprs": [f"X=range:0,{POINTS}"], "exec": "echo $X", "env": {}, "shell": False}
-    args = Namespace(address=address, entrypoint_num_cpus=1.0, per_job=per_job, timeout=None)
-    # Each run its own sweep identity, so no run finds the jobs of another.
-    source["run"] = time.time_ns()
-    backend = backend_from_args(args, source, Sweep(source["exprs"]))
+    spec = RunSpec(
+        exprs=(f"X=range:0,{POINTS}",),
+        command="echo $X",
+        env=(("RUN", str(time.time_ns())),),  # each run its own sweep id: finds no other's jobs
+        backend="ray",
+        address=address,
+        per_job=per_job,
+    )
+    backend = make_backend(spec, spec.selected())
 
     async def main() -> float:
         with tempfile.TemporaryDirectory() as tmp:
             async with backend:
                 began = trio.current_time()
-                summary = await run_jobs(
-                    jobs(), backend, CONCURRENCY * per_job, results_dir=Path(tmp)
-                )
+                summary = await run_jobs(jobs(), backend, CONCURRENCY, results_dir=Path(tmp))
                 took = trio.current_time() - began
             assert summary.succeeded == POINTS, summary
             return took

@@ -40,7 +40,8 @@ EXPRS = [
 _OURS = """
 import argparse, resource, sys, time
 t0 = time.perf_counter()
-from rangeexpr._report_cli import add_report_arguments, report_command
+from rangeexpr._cli._options import add_report_arguments
+from rangeexpr._cli._report import command as report_command
 parser = argparse.ArgumentParser()
 add_report_arguments(parser)
 args = parser.parse_args([sys.argv[1], "--by", "LR,ALPHA", "--over", "SEED", "-o", sys.argv[2]])

@@ -1,8 +1,11 @@
 """rangeexpr: range expressions for parameter sweeps.
 
-The public surface is this module; the implementation lives in private modules:
-``_parse`` (grammar -> AST), ``_axes`` (lazy numpy-exact axes), ``_sweep`` (lazy Cartesian
-products), ``_template`` (``$NAME`` templates and commands), ``_report`` (job logs as flat
+The public surface is this module; the implementation lives in private modules, in
+pipeline order: ``_parse`` (grammar -> AST), ``_axes`` (lazy numpy-exact axes),
+``_layout`` (mixed radix: index -> values), ``_points`` (``Point``, and ``BaseSweep``: what
+every sweep and view answers), ``_views`` (random-access sweeps; filtered, shuffled and
+sampled views, with ``_filter`` and ``_shuffle``), ``_sweep`` (the lazy Cartesian
+product), ``_template`` (``$NAME`` templates and commands), ``_report`` (job logs as flat
 records; imported on first use, as it loads numpy), ``_cli`` (the command line).
 """
 
@@ -19,7 +22,8 @@ from ._errors import (
     TemplateError,
 )
 from ._parse import parse
-from ._sweep import Point, Sweep
+from ._points import BaseSweep, Point
+from ._sweep import Sweep
 from ._template import Command, Template
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Arg",
     "Axis",
+    "BaseSweep",
     "Command",
     "EvaluationError",
     "JobRecords",

@@ -17,6 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from ._ast import Arg, RangeExpr, Span
 from ._errors import ParseError
 from ._grammar import lark_parser
+from ._text import EscapeError, unquote
 
 __all__ = ["KINDS", "parse", "parse_number"]
 
@@ -41,7 +42,6 @@ _NUMBER = re.compile(
 _NONFINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 _WORD_AT = re.compile(r"[^\s=:,]+")
 _CASE_PREFIX = re.compile(r"\s*[^=]*=\s*case\s*:")
-_QUOTED_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
 
 
 def parse_number(text: str) -> int | float | None:
@@ -173,25 +173,14 @@ def _case_value(source: str, node: Tree[Token]) -> Arg:
 
 
 def _unquote(source: str, tok: Token) -> str:
-    body, start = str(tok)[1:-1], _span(tok)[0] + 1
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == "\\":
-            nxt = body[i + 1]
-            if nxt not in _QUOTED_ESCAPES:
-                raise ParseError(
-                    f"unknown escape '\\{nxt}' in a quoted value; use \\\\ \\\" \\' \\n or \\t",
-                    source,
-                    (start + i, start + i + 2),
-                )
-            out.append(_QUOTED_ESCAPES[nxt])
-            i += 2
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+    try:
+        return unquote(str(tok), _span(tok)[0])
+    except EscapeError as exc:
+        raise ParseError(
+            f"unknown escape '{exc.escape}' in a quoted value; use \\\\ \\\" \\' \\n or \\t",
+            source,
+            exc.span,
+        ) from None
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
 import importlib
 import json
 import math
@@ -33,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import RangeExprError
-from ._text import format_value
+from ._text import did_you_mean, format_value
 
 __all__ = [
     "FORMATS",
@@ -216,9 +215,7 @@ class JobRecords(Table):
 
 def _unknown(message: str, name: str, known: Sequence[str]) -> str:
     """``message``, a did-you-mean when a known name is close, and the known names."""
-    close = [k for k in known if k.lower() == name.lower()]
-    close = close or difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known)
     listed = ", ".join(known) if known else "none"
     return f"{message}{hint} (known: {listed})"
 

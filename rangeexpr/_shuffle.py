@@ -27,11 +27,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from ._text import int_text
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = ["Shuffle", "normalize_seed"]
 
@@ -161,6 +163,8 @@ class Shuffle:
 
     def permute_array(self, positions: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         """``permute`` of every element (each in ``range(n)``), vectorized; needs n <= 2**64."""
+        import numpy as np  # here, not at import: ``rangeexpr check`` starts without numpy
+
         if not self.vectorized:
             raise ValueError(f"permute_array needs n <= 2**64, this shuffle has n = {self.n}")
         out = self._encrypt_array(positions)
@@ -174,6 +178,8 @@ class Shuffle:
         return out
 
     def _encrypt_array(self, x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        import numpy as np
+
         b = np.uint64(self._b)
         hi, lo = np.divmod(x, b)
         s1, s2, s3, half = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
@@ -201,6 +207,8 @@ class Shuffle:
         if not self.vectorized:
             yield from map(self.permute, range(start, stop))
             return
+        import numpy as np
+
         for lo in range(start, stop, _BATCH):
             hi = min(stop, lo + _BATCH)
             yield from self.permute_array(np.arange(lo, hi, dtype=np.uint64)).tolist()

@@ -1,9 +1,9 @@
 """Sweeps: the lazy Cartesian product of axes, in ``itertools.product`` order.
 
-A sweep is a list of axes plus a ``range`` of selected global indices (slices and shards
-narrow the range), so size, random access, slicing and sharding are O(number of axes)
-for any size. Point ``g`` is decoded by mixed radix: the digit of axis k is
-``(g // stride[k]) % size[k]``, the last axis varying fastest.
+A sweep is a ``Layout`` of axes (``rangeexpr/_layout.py``: the mixed radix, linked axes)
+plus a ``range`` of selected global indices (slices and shards narrow the range), so size,
+random access, slicing and sharding are O(number of axes) for any size. It is the
+``IndexedSweep`` of ``rangeexpr/_views.py``, which gives it filters, shuffles and samples.
 
 Iteration does not decode each point: it walks blocks of about ``_BLOCK`` points, each
 the product of the trailing axes (materialized once, bounded by ``_BLOCK`` values) with a
@@ -19,115 +19,19 @@ from typing import TYPE_CHECKING, Any, overload
 from ._ast import RangeExpr, Value
 from ._axes import Axis, _range_len, axis
 from ._errors import SweepError
+from ._layout import INT64_SAFE, Layout, rows_at
 from ._parse import parse
-from ._text import format_value, int_text
+from ._points import Point, compose, shard_range
+from ._text import int_text
+from ._views import IndexedSweep, Positions, Reader
 
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
-
-    from ._filter import Filter
 
 __all__ = ["Point", "Sweep"]
 
 _BLOCK = 4096
-_TABLE = 4096  # axes up to this long keep their values (and texts) in a table: O(axes) memory
-
-
-class _Layout:
-    """What every Point of one sweep shares: names, positions, axes and their radices."""
-
-    __slots__ = (
-        "array_tables",
-        "axes",
-        "case_axes",
-        "getters",
-        "linked",
-        "names",
-        "positions",
-        "sizes",
-        "strides",
-        "text_tables",
-        "total",
-    )
-
-    def __init__(self, axes: Sequence[Axis], link: Iterable[Sequence[str]] = ()):
-        self.axes = tuple(axes)
-        self.names = tuple(a.name for a in axes)
-        self.positions = {n: k for k, n in enumerate(self.names)}
-        self.sizes = tuple(a.size for a in axes)
-        strides = [1] * len(axes)
-        for k in range(len(axes) - 2, -1, -1):
-            strides[k] = strides[k + 1] * self.sizes[k + 1]
-        self.strides = tuple(strides)
-        self.total = strides[0] * self.sizes[0] if axes else 1
-        self.linked = bool(link)
-        if link:  # linked axes share one digit (see _views.link_strides)
-            from ._views import link_strides
-
-            self.strides, self.total = link_strides(self.axes, link)
-        self.case_axes = frozenset(k for k, a in enumerate(axes) if a.kind == "case")
-        # element i of axis k: a table lookup for short axes, else computed on demand
-        at = [a.values(0, a.size).__getitem__ if a.size <= _TABLE else a._getter() for a in axes]
-        self.getters = tuple(zip(at, self.strides, self.sizes))
-        self.text_tables: dict[int, list[str] | None] = {}
-        self.array_tables: dict[int, npt.NDArray[Any]] = {}
-
-    def decode(self, g: int) -> tuple[Value, ...]:
-        return tuple([at((g // st) % sz) for at, st, sz in self.getters])
-
-    def array_table(self, k: int) -> npt.NDArray[Any]:
-        """Every element of the short axis k as a numpy array, for ``Sweep.arrays``."""
-        import numpy as np
-
-        if k not in self.array_tables:
-            axis = self.axes[k]
-            self.array_tables[k] = axis.array(np.arange(axis.size, dtype=np.int64))
-        return self.array_tables[k]
-
-    def text_table(self, k: int) -> list[str] | None:
-        """The texts of every element of axis k if it is short (or a case list), else None."""
-        if k not in self.text_tables:
-            axis = self.axes[k]
-            short = axis.size <= _TABLE or k in self.case_axes
-            self.text_tables[k] = [axis.text(i) for i in range(axis.size)] if short else None
-        return self.text_tables[k]
-
-
-class Point(Mapping[str, Value]):
-    """One point of a sweep: an immutable Mapping name -> typed value, with its index."""
-
-    __slots__ = ("_index", "_layout", "_row")
-
-    def __init__(self, index: int, row: tuple[Value, ...], layout: _Layout):
-        self._index = index
-        self._row = row  # the values in the sweep's name order
-        self._layout = layout
-
-    @property
-    def index(self) -> int:
-        """The point's index in the full sweep (stable across slices, shards and filters)."""
-        return self._index
-
-    def __getitem__(self, name: str) -> Value:
-        return self._row[self._layout.positions[name]]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._layout.names)
-
-    def __len__(self) -> int:
-        return len(self._row)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{n}={v!r}" for n, v in zip(self._layout.names, self._row))
-        return f"Point({int_text(self._index)}: {inner})"
-
-    def text(self, name: str) -> str:
-        """The text a template writes for ``name``: a case value exactly as written."""
-        layout = self._layout
-        k = layout.positions[name]
-        if k in layout.case_axes:
-            return layout.axes[k].text((self._index // layout.strides[k]) % layout.sizes[k])
-        return format_value(self._row[k])
 
 
 def _expressions(exprs: Iterable[str | RangeExpr]) -> list[RangeExpr]:
@@ -175,10 +79,10 @@ def _link_groups(link: Iterable[Sequence[str]]) -> list[tuple[str, ...]]:
     return groups
 
 
-class Sweep(Sequence[Point]):
+class Sweep(IndexedSweep):
     """The lazy Cartesian product of range expressions; the first varies slowest."""
 
-    __slots__ = ("_indices", "_layout", "exprs")
+    __slots__ = ("_exprs", "_indices", "_layout")
 
     def __init__(
         self, exprs: Iterable[str | RangeExpr] = (), /, *, link: Iterable[Sequence[str]] = ()
@@ -193,16 +97,20 @@ class Sweep(Sequence[Point]):
                     e.name_span,
                 )
             seen[e.name] = e
-        self.exprs: tuple[str, ...] = tuple(e.source for e in parsed)
-        self._layout = _Layout([axis(e) for e in parsed], _link_groups(link))
+        self._exprs: tuple[str, ...] = tuple(e.source for e in parsed)
+        self._layout = Layout([axis(e) for e in parsed], _link_groups(link))
         self._indices = range(self._layout.total)
 
     def _view(self, indices: range) -> Sweep:
-        view = object.__new__(type(self))
-        view.exprs, view._layout, view._indices = self.exprs, self._layout, indices
+        view = object.__new__(Sweep)
+        view._exprs, view._layout, view._indices = self._exprs, self._layout, indices
         return view
 
     # -- size and access -----------------------------------------------------------------
+
+    @property
+    def exprs(self) -> tuple[str, ...]:
+        return self._exprs
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -227,18 +135,12 @@ class Sweep(Sequence[Point]):
         """The size of the whole sweep this one is part of."""
         return self._layout.total
 
-    def __len__(self) -> int:
-        return self.size
-
-    def __bool__(self) -> bool:
-        return self.size > 0
-
     def __repr__(self) -> str:
         r = self._indices
         part = ""
         if r != range(self._layout.total):
             part = f" [{int_text(r.start)}:{int_text(r.stop)}:{int_text(r.step)}]"
-        return f"<Sweep {list(self.exprs)!r}{part} size={int_text(self.size)}>"
+        return f"<Sweep {list(self._exprs)!r}{part} size={int_text(self.size)}>"
 
     def axis(self, name: str) -> Axis:
         """The lazy axis of one variable."""
@@ -252,6 +154,7 @@ class Sweep(Sequence[Point]):
     @overload
     def __getitem__(self, index: slice) -> Sweep: ...
     def __getitem__(self, index: int | slice) -> Point | Sweep:
+        # IndexedSweep's, written out: random access is the hot path of sweep[i]
         if isinstance(index, slice):
             return self._view(self._indices[index])
         try:
@@ -262,55 +165,24 @@ class Sweep(Sequence[Point]):
             ) from None
         return Point(g, self._layout.decode(g), self._layout)
 
+    def _at(self, position: int) -> Point:
+        g = self._indices[position]
+        return Point(g, self._layout.decode(g), self._layout)
+
+    def _cut(self, part: range) -> Sweep:
+        return self._view(compose(self._indices, part))
+
     def shard(self, k: int, n: int) -> Sweep:
         """Part k of n: points ``[k*size//n, (k+1)*size//n)``, disjoint and covering in order."""
-        if not (isinstance(k, int) and isinstance(n, int)) or n < 1 or not 0 <= k < n:
-            raise ValueError(f"shard {k}/{n}: need integers 0 <= K < N")
-        size = self.size
-        return self._view(self._indices[k * size // n : (k + 1) * size // n])
-
-    # -- views: filter, shuffle, sample (rangeexpr/_views.py) ---------------------------
-
-    @property
-    def is_filtered(self) -> bool:
-        """True for a filtered sweep, whose ``size`` is then only an upper bound."""
-        return False
-
-    @property
-    def max_size(self) -> int:
-        """An upper bound on the number of points (``size`` unless filtered)."""
-        return self.size
-
-    def where(self, expr: str | Filter) -> Sweep:
-        """The points where the filter holds; indices stay those of this sweep."""
-        from ._views import where
-
-        return where(self, expr)
-
-    def shuffled(self, seed: int | str) -> Sweep:
-        """Every point once, in a pseudo-random order fixed by ``seed``."""
-        from ._views import shuffled
-
-        return shuffled(self, seed)
-
-    def sample(self, k: int, seed: int | str = 0) -> Sweep:
-        """``k`` distinct points at random: the first ``k`` of ``shuffled(seed)``."""
-        from ._views import sample
-
-        return sample(self, k, seed)
+        return self._cut(shard_range(self.size, k, n))
 
     # -- iteration -----------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Point]:
         r = self._indices
-        if self._layout.linked:
-            from ._views import iter_decoded
-
-            return iter_decoded(self, r)
-        if r.step == 1:
-            return self._iter_block(r.start, r.stop)
-        layout = self._layout
-        return (Point(g, layout.decode(g), layout) for g in r)
+        if self._layout.linked or r.step != 1:
+            return super().__iter__()  # decoded in batches
+        return self._iter_block(r.start, r.stop)
 
     def _iter_block(self, lo: int, hi: int) -> Iterator[Point]:
         layout = self._layout
@@ -345,6 +217,23 @@ class Sweep(Sequence[Point]):
             )
             g += take
 
+    def _reader(self) -> Reader:
+        layout, r = self._layout, self._indices
+        cache: dict[int, list[Any]] = {}  # small axes' values, kept between batches
+        arrays = layout.total < INT64_SAFE
+
+        def read(at: Positions) -> Iterator[Point]:
+            if arrays and not isinstance(at, list):
+                as_array = r.start + at * r.step
+                gs = as_array.tolist()
+                rows = rows_at(layout, gs, cache, as_array)
+            else:
+                gs = [r.start + p * r.step for p in (at if isinstance(at, list) else at.tolist())]
+                rows = rows_at(layout, gs, cache)
+            return map(Point, gs, rows, repeat(layout))  # lazy: no batch of live Points
+
+        return read
+
     # -- batches -------------------------------------------------------------------------
 
     def arrays(self, start: int, stop: int) -> dict[str, npt.NDArray[Any]]:
@@ -357,19 +246,26 @@ class Sweep(Sequence[Point]):
         last = r.start + (positions.stop - 1) * r.step if positions else 0
         layout = self._layout
         digits: Sequence[npt.NDArray[np.int64]]
-        if max(first, last, layout.total) < 2**62:
+        if max(first, last, layout.total) < INT64_SAFE:
             g = first + np.arange(len(positions), dtype=np.int64) * (r.step * positions.step)
             if layout.linked:
                 digits = [(g // st) % sz for st, sz in zip(layout.strides, layout.sizes)]
             else:
                 digits = np.unravel_index(g, layout.sizes)
-        else:  # beyond int64: exact Python ints, one per point
-            gs = [r[p] for p in positions]
+            return layout.columns(digits)
+        return self._arrays_at(list(positions))  # beyond int64: exact Python ints
+
+    def _arrays_at(self, at: Positions) -> dict[str, npt.NDArray[Any]]:
+        import numpy as np
+
+        layout, r = self._layout, self._indices
+        if layout.total < INT64_SAFE and not isinstance(at, list):
+            g = r.start + at * r.step
+            digits = [(g // st) % sz for st, sz in zip(layout.strides, layout.sizes)]
+        else:
+            gs = [r.start + p * r.step for p in (at if isinstance(at, list) else at.tolist())]
             digits = [
                 np.array([(x // st) % sz for x in gs], dtype=np.int64)
                 for st, sz in zip(layout.strides, layout.sizes)
             ]
-        return {
-            a.name: a.array(d) if a.size > _TABLE else np.take(layout.array_table(k), d)
-            for k, (a, d) in enumerate(zip(layout.axes, digits))
-        }
+        return layout.columns(digits)

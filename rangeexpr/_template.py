@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from ._ast import Span, Value
 from ._axes import CaseAxis
 from ._errors import TemplateError
-from ._sweep import Point
+from ._points import Point
 from ._text import format_value
 
 if TYPE_CHECKING:
     from ._axes import Axis
-    from ._sweep import Sweep, _Layout
+    from ._layout import Layout
+    from ._sweep import Sweep
 
 # (text table or None, stride, size, position in the row, formatter of the value)
 _Step = tuple[list[str] | None, int, int, int, Callable[[Value], str]]
@@ -139,7 +140,7 @@ class Template:
                 out.append(format_value(value))
         return tuple(out)
 
-    def _plan(self, layout: _Layout) -> list[_Step]:
+    def _plan(self, layout: Layout) -> list[_Step]:
         """How to get each field's text from a point's row and index, built once per sweep.
 
         A short axis's text is a table lookup by digit; a long one is formatted from the

@@ -1,12 +1,19 @@
 """The trio job runner: run any iterable of jobs through a backend under a capacity limit.
 
-Layout: ``_backend`` holds the one interface between runner and backends (Job, Attempt,
-Outcome, Backend); ``_run`` the scheduling (Runner, run_jobs, the summary records);
-``_policy`` the ``--halt`` failure policy; ``_joblog`` the JSON Lines job log (one writer
-at a time, by a lock file beside it) and its reading for resume; ``_output`` the job's
-output files and their copying to our stdout/stderr;
-``_local`` the local process backend. The Ray backend lives in ``_ray`` and is imported
-only when asked for, so local runs never load it.
+A general runner: it imports nothing from rangeexpr (its caller), and knows jobs only as
+argv, a command line, an environment and values to log.
+
+Layout: ``_backend`` holds the interfaces between runner and backends (Job, Attempt,
+Outcome, the Backend protocol, and Batching for backends that pack several jobs into one
+remote job); ``_run`` the scheduling (Runner, run_jobs, the summary records); ``_policy``
+the ``--halt`` failure policy; ``_joblog`` the JSON Lines job log (one writer at a time, by
+a lock file beside it) and its reading for resume; ``_output`` the job's output files and
+their copying to our stdout/stderr. Backends: ``_local`` local processes (with
+``_sched``, its scheduler hint); ``_ray`` Ray jobs over the Jobs REST API (``_ray_api``),
+imported only when asked for, so local runs never load it; ``_slurm`` Slurm job arrays
+through Slurm's client commands, likewise lazy; ``_batches`` the groups of a Batching in
+flight, shared by the remote backends. ``_resources`` holds resource requests and the
+local pool of CPUs, memory, GPUs and job slots.
 
 Example::
 
@@ -24,7 +31,16 @@ Example::
 
 from typing import TYPE_CHECKING
 
-from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status, StorageError
+from ._backend import (
+    Attempt,
+    Backend,
+    BackendError,
+    Batching,
+    Job,
+    Outcome,
+    Status,
+    StorageError,
+)
 from ._joblog import JobLog, JobLogBusy, JobLogError, Resumed, read_joblog
 from ._local import LocalBackend
 from ._policy import Halt, parse_halt
@@ -32,14 +48,19 @@ from ._run import Runner, RunStatistics, SlowJob, Summary, run_jobs
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
+    from ._slurm import SlurmBackend
 
 
 def __getattr__(name: str) -> object:
-    """``RayBackend`` is imported on first use, so local runs never load httpx."""
+    """The remote backends are imported on first use, so local runs never load them."""
     if name == "RayBackend":
         from ._ray import RayBackend
 
         return RayBackend
+    if name == "SlurmBackend":
+        from ._slurm import SlurmBackend
+
+        return SlurmBackend
     raise AttributeError(f"module 'runner' has no attribute {name!r}")
 
 
@@ -47,6 +68,7 @@ __all__ = [
     "Attempt",
     "Backend",
     "BackendError",
+    "Batching",
     "Halt",
     "Job",
     "JobLog",
@@ -59,6 +81,7 @@ __all__ = [
     "RunStatistics",
     "Runner",
     "SlowJob",
+    "SlurmBackend",
     "Status",
     "StorageError",
     "Summary",

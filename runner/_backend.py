@@ -2,8 +2,15 @@
 
 The runner owns scheduling (capacity, retries, halting, the job log); a backend only runs
 one attempt of one job and reports how it ended. Backends never raise for a job that
-failed: they return an Outcome. They raise BackendError only when the backend itself is
-unusable (e.g. a Ray head that cannot be reached at start).
+failed: they return an Outcome. Two errors are theirs to raise, and nothing else: a
+BackendError when the backend itself is unusable (from ``__aenter__``, nothing submitted,
+or from ``run`` when it breaks mid-run), and a StorageError when one of the runner's own
+files cannot be written.
+
+``Batching`` is the other half of a remote backend that runs several points in one remote
+job: which points go together, the /bin/sh command that runs them there, and how its
+output splits back into one result per point. The runner knows nothing of what the
+command is; the caller (``rangeexpr/_batch.py``) does.
 """
 
 from __future__ import annotations
@@ -65,12 +72,47 @@ class Outcome:
 
 
 class Backend(Protocol):
-    """Runs attempts. Used as ``async with backend: ... await backend.run(attempt)``."""
+    """Runs attempts. Used as ``async with backend: ... await backend.run(attempt)``.
+
+    ``jobs_per_slot``: how many of the runner's jobs one slot of its limit admits, so a
+    limit of N runs N remote jobs when each packs K points (1 for a backend running one
+    job per attempt). ``kill()`` is the immediate stop: grace periods skipped, every
+    running attempt still returns, as "killed", as soon as the backend can make it so.
+    The graceful stop is the attempts' shared ``abort`` event.
+    """
 
     name: str
+    jobs_per_slot: int
 
     async def __aenter__(self) -> Backend: ...
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
     async def run(self, attempt: Attempt) -> Outcome: ...
+
+    def kill(self) -> None: ...
+
+
+class Batching(Protocol):
+    """Several consecutive jobs run as one remote job (``per_job`` of them).
+
+    ``group(index)`` is the ``[first, stop)`` holding ``index``: fixed, so every job finds
+    its group whatever order the runner starts them in. ``command(first, stop, tag)`` is
+    the /bin/sh command line that runs them remotely; ``tag`` is unique to that remote job
+    (its submission id, say), for the command to frame its output with. ``split(output,
+    first, stop, tag)`` turns the remote job's whole output back into each index's
+    outcome, stdout and stderr: every index of ``[first, stop)``, one the output holds no
+    result for as "lost" with the command's own diagnostics as its stderr, for the backend
+    to settle by how the remote job ended.
+    """
+
+    @property
+    def per_job(self) -> int: ...
+
+    def group(self, index: int) -> tuple[int, int]: ...
+
+    def command(self, first: int, stop: int, tag: str) -> str: ...
+
+    def split(
+        self, output: bytes, first: int, stop: int, tag: str
+    ) -> dict[int, tuple[Outcome, bytes, bytes]]: ...

@@ -22,7 +22,7 @@ Spawning is ``os.posix_spawn`` (vfork + exec) on the event loop's own thread, an
 is awaited on a pidfd. ``trio.lowlevel.open_process`` runs ``Popen`` in a worker thread
 instead; for short jobs that thread hop and the GIL traffic around it cost more than the
 job itself: 0.89 ms per ``true`` job at -j 8 on two cores against 0.69 ms here (and 0.58
-with the scheduler hint of ``_sched.py``).
+with the scheduler hint of ``_sched.py``, which entering the backend applies to its thread).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from pathlib import Path
 import trio
 
 from ._backend import Attempt, Outcome, Status, StorageError
+from ._sched import favour_dispatch
 
 __all__ = ["LocalBackend"]
 
@@ -67,9 +68,14 @@ class LocalBackend:
     a job leaves in its group when its main process exits run on (daemons), instead of
     ending them with the job; a job that is stopped (timeout, abort) loses its whole group
     either way.
+
+    Entering it gives the calling thread (the one running trio) a short scheduler slice
+    for the rest of its life, jobs keeping the default (``_sched.py``;
+    ``RANGEEXPR_NO_SCHED_HINT=1`` turns it off).
     """
 
     name = "local"
+    jobs_per_slot = 1
 
     def __init__(self, grace: float = 2.0, *, keep_leftovers: bool = False):
         self.grace = grace
@@ -80,6 +86,7 @@ class LocalBackend:
 
     async def __aenter__(self) -> LocalBackend:
         self._base_env = dict(os.environ)
+        favour_dispatch()  # short jobs: the dispatcher's wake-up latency sets the pace
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -139,7 +146,7 @@ class LocalBackend:
             status = "timed_out" if child.timed_out else "killed"
         return Outcome(status, None if code < 0 else code, -code if code < 0 else None)
 
-    def kill_now(self) -> None:
+    def kill(self) -> None:
         """SIGKILL every running job's group at once, skipping the grace (a second Ctrl-C).
 
         The attempts still end normally, as "killed", so the runner writes their records.

@@ -20,36 +20,31 @@ Failures: an unreachable head at start is a BackendError (nothing submitted). A 
 stops answering for ``lost_after`` seconds mid-sweep makes each in-flight attempt "lost"
 (the runner then stops launching); so does a head that no longer knows a job (restarted).
 Abort (Ctrl-C, ``--halt now``), a timeout, or cancellation stop the Ray job with
-``POST /api/jobs/{id}/stop`` before returning.
+``POST /api/jobs/{id}/stop`` and wait for Ray to carry it out; ``kill()`` sends the stop
+and returns "killed" at once, without waiting.
+
+With a ``Batching`` (``--per-job K``), K consecutive jobs run as one Ray job whose
+entrypoint is the batching's command (``_batches.py``); ``jobs_per_slot`` is then K.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import hashlib
-import json
 import math
 import re
-import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import httpx
 import trio
 
-from ._backend import Attempt, BackendError, Outcome, Status
+from ._backend import Attempt, BackendError, Batching, Outcome, StorageError
+from ._batches import Batches
 from ._ray_api import JobExists, JobInfo, JobNotFound, RayApiError, RayJobsClient, dumps_metadata
 
-__all__ = [
-    "Packing",
-    "RayBackend",
-    "backend_from_args",
-    "parse_packed",
-    "strip_ray_lines",
-    "sweep_identity",
-]
+__all__ = ["RayBackend", "strip_ray_lines"]
 
 T = TypeVar("T")
 Stopping = Literal["abort", "timeout"] | None
@@ -77,44 +72,6 @@ class _Lost(Exception):
     """The head stopped answering (or forgot the job): the attempt's fate is unknown."""
 
 
-@dataclass(frozen=True, slots=True)
-class Packing:
-    """``--per-job K``: K consecutive points of ``[start, stop)`` run as one Ray job.
-
-    ``entrypoint(a, b)`` is the command line that runs points ``a..b-1`` on the node and
-    then prints its job log and each point's output framed by ``mark`` (``packed_script``).
-    Groups are aligned on ``start``, so every point knows its group whatever the order in
-    which the runner's tasks arrive.
-    """
-
-    per_job: int
-    start: int
-    stop: int
-    entrypoint: Callable[[int, int], str]
-
-    def group(self, index: int) -> tuple[int, int]:
-        first = self.start + (index - self.start) // self.per_job * self.per_job
-        return first, min(first + self.per_job, self.stop)
-
-
-class _Group:
-    """One packed Ray job and the per-point results it left, until each point claims its own."""
-
-    def __init__(self, first: int, stop: int):
-        self.first, self.stop = first, stop
-        self.started = False
-        self.done = trio.Event()
-        self.results: dict[int, tuple[Outcome, bytes, bytes]] = {}
-        self.fallback: tuple[Outcome, bytes, bytes] | None = None  # for points with no record
-        self.unclaimed = stop - first
-
-
-def sweep_identity(source: Mapping[str, Any]) -> str:
-    """A short stable id for a sweep (its expressions and templates), for submission ids."""
-    text = json.dumps(source, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def strip_ray_lines(logs: str, submission_id: str, entrypoint: str) -> str:
     """The job's own output: Ray's two lines removed wherever they stand.
 
@@ -139,7 +96,8 @@ class RayBackend:
     starts at ``poll_initial`` and backs off to ``poll_max``; a head that fails every
     request for ``lost_after`` makes the attempt "lost"; a stop that Ray has not carried
     out after ``stop_wait`` is given up on; terminal jobs are deleted ``delete_delay``
-    after they end (see ``_delete_due``).
+    after they end (see ``_delete_due``). With ``batching``, first attempts run
+    ``batching.per_job`` at a time in one Ray job.
     """
 
     name = "ray"
@@ -158,7 +116,7 @@ class RayBackend:
         stop_wait: float = 30.0,
         delete_delay: float = 3.0,
         http_timeout: float = 10.0,
-        packing: Packing | None = None,
+        batching: Batching | None = None,
     ):
         self.address = address.rstrip("/")
         self.sweep_id = sweep_id
@@ -169,8 +127,13 @@ class RayBackend:
         self.stop_wait = stop_wait
         self.delete_delay = delete_delay
         self._deletions: collections.deque[tuple[float, str]] = collections.deque()
-        self.packing = packing
-        self._groups: dict[int, _Group] = {}
+        self.batching = batching
+        self.jobs_per_slot = batching.per_job if batching is not None else 1
+        self._batches = (
+            Batches(batching, self._run_batch, "packed Ray job") if batching is not None else None
+        )
+        self._killed = False
+        self._running: set[trio.CancelScope] = set()  # one per Ray job we are following
         self._transport = transport
         self._http_timeout = http_timeout
         self._owns_client = client is None
@@ -180,9 +143,13 @@ class RayBackend:
     def __repr__(self) -> str:
         return f"<RayBackend {self.address} sweep={self.sweep_id}>"
 
-    def submission_id(self, index: int, attempt: int) -> str:
-        """The job's Ray submission id: the same for the same sweep, point and attempt."""
-        return f"rangeexpr-{self.sweep_id}-{index}-{attempt}"
+    def submission_id(self, index: int, attempt: int, stop: int | None = None) -> str:
+        """The Ray submission id: the same for the same sweep, point and attempt.
+
+        With ``stop``, the id of the one Ray job running points ``[index, stop)``.
+        """
+        points = str(index) if stop is None else f"{index}to{stop}"
+        return f"rangeexpr-{self.sweep_id}-{points}-{attempt}"
 
     @property
     def api(self) -> RayJobsClient:
@@ -221,86 +188,48 @@ class RayBackend:
         self._api = None
 
     async def run(self, attempt: Attempt) -> Outcome:
-        if self.packing is not None and attempt.attempt == 1:
-            return await self._run_packed(attempt)
+        """Run one attempt as a Ray job (or its share of a batch); StorageError if its
+        output files cannot be written."""
         job = attempt.job
-        spec = _Spec(
-            self.submission_id(job.index, attempt.attempt),
-            job.command,
-            job.env,
-            self._metadata(job.index, attempt.attempt, dumps_metadata(job.values)),
-            attempt.timeout,
-            attempt.abort,
-        )
-        outcome, logs, note = await self._ray_job(spec)
-        await trio.Path(attempt.stdout).write_bytes(logs)
-        await trio.Path(attempt.stderr).write_bytes(note)
-        return outcome
-
-    async def _run_packed(self, attempt: Attempt) -> Outcome:
-        """A first attempt under ``--per-job``: share its group's Ray job, take its own result.
-
-        The first point of a group to arrive runs the group's Ray job; the others wait for
-        it. A group is forgotten once every point has claimed its result (points a resume
-        skips never do: those few groups stay until the backend closes). Retries (attempt
-        2 on) run alone, as one-point jobs.
-        """
-        assert self.packing is not None
-        index = attempt.job.index
-        first, stop = self.packing.group(index)
-        group = self._groups.get(first)
-        if group is None:
-            group = self._groups[first] = _Group(first, stop)
-        if not group.started:
-            group.started = True
-            try:
-                await self._run_group(group, attempt.abort)
-            finally:
-                group.done.set()
+        if self._batches is not None and attempt.attempt == 1:
+            outcome, logs, note = await self._batches.run(attempt)
         else:
-            await group.done.wait()
-        group.unclaimed -= 1
-        if group.unclaimed <= 0:
-            self._groups.pop(first, None)
-        result = group.results.pop(index, None) or group.fallback
-        assert result is not None
-        outcome, out, err = result
-        await trio.Path(attempt.stdout).write_bytes(out)
-        await trio.Path(attempt.stderr).write_bytes(err)
-        return outcome
-
-    async def _run_group(self, group: _Group, abort: trio.Event) -> None:
-        assert self.packing is not None
-        sid = f"rangeexpr-{self.sweep_id}-{group.first}to{group.stop}-1"
-        entrypoint = self.packing.entrypoint(group.first, group.stop)
-        values = f'{{"slice":"{group.first}:{group.stop}"}}'
-        metadata = self._metadata(group.first, 1, values)
-        spec = _Spec(sid, entrypoint, {}, metadata, None, abort)
-        try:
-            outcome, logs, note = await self._ray_job(spec)
-        except BaseException:
-            group.fallback = (Outcome("killed", None, None, sid, "cancelled"), b"", b"")
-            raise
-        records, files = parse_packed(logs, _mark(sid))
-        for index in range(group.first, group.stop):
-            record = records.get(index)
-            out = files.get(f"{index}.out", b"")
-            err = files.get(f"{index}.err", b"")
-            if record is not None:
-                group.results[index] = (_record_outcome(record, sid), out, err)
-        if outcome.status in {"succeeded", "failed"}:
-            why = f"the packed Ray job {sid} left no record for this point"
-            status: Status = "failed"
-        else:
-            why, status = (
-                outcome.message or f"the packed Ray job {sid} was {outcome.status}",
-                outcome.status,
+            spec = _Spec(
+                self.submission_id(job.index, attempt.attempt),
+                job.command,
+                job.env,
+                self._metadata(job.index, attempt.attempt, dumps_metadata(job.values)),
+                attempt.timeout,
+                attempt.abort,
             )
-        group.fallback = (
-            Outcome(status, None, None, sid, why),
-            b"",
-            note + files.get("run", b"") + (b"" if records else logs[-4000:]),
-        )
+            outcome, logs, note = await self._ray_job(spec)
+        try:
+            await trio.Path(attempt.stdout).write_bytes(logs)
+            await trio.Path(attempt.stderr).write_bytes(note)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise StorageError(f"cannot write {exc.filename or attempt.stdout}: {why}") from None
+        return outcome
+
+    def kill(self) -> None:
+        """Stop every Ray job of ours now: each is sent a stop and returns "killed" at once.
+
+        Ray is not waited on to carry the stops out; later attempts are not submitted.
+        """
+        self._killed = True
+        for scope in self._running:
+            scope.cancel()
+
+    async def _run_batch(
+        self, first: int, stop: int, abort: trio.Event
+    ) -> tuple[str, Outcome, bytes, bytes]:
+        """The one Ray job of points ``[first, stop)`` (for ``Batches``), run to its end."""
+        assert self.batching is not None
+        sid = self.submission_id(first, 1, stop)
+        metadata = self._metadata(first, 1, f'{{"slice":"{first}:{stop}"}}')
+        spec = _Spec(sid, self.batching.command(first, stop, sid), {}, metadata, None, abort)
+        outcome, logs, note = await self._ray_job(spec)
+        return sid, outcome, logs, note
 
     def _metadata(self, index: int, attempt: int, values: str) -> dict[str, str]:
         return {
@@ -313,25 +242,33 @@ class RayBackend:
     async def _ray_job(self, spec: _Spec) -> tuple[Outcome, bytes, bytes]:
         """Run one Ray job to its end: the outcome, its log, and a note for stderr."""
         sid = spec.sid
-        if spec.abort.is_set():
+        if spec.abort.is_set() or self._killed:
             return (
                 Outcome("killed", None, backend_id=sid, message="not submitted: stopping"),
                 b"",
                 b"",
             )
-        try:
-            await self._submit_or_follow(spec)
-            info, stopping = await self._wait(spec)
-        except _Lost as lost:
-            return Outcome("lost", None, backend_id=sid, message=str(lost)), b"", b""
-        except RayApiError as exc:  # a 4xx: Ray refuses this job; others may still run
-            note = f"rangeexpr: Ray: {exc.message}\n".encode()
-            return Outcome("failed", None, None, sid, f"Ray refused the job: {exc}"), b"", note
-        except BaseException:
-            # Cancelled (or a bug), maybe mid-submission: leave nothing running on the cluster.
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await self._quietly(self.api.stop(sid))
-            raise
+        with trio.CancelScope() as killing:  # kill() cancels it
+            self._running.add(killing)
+            try:
+                await self._submit_or_follow(spec)
+                info, stopping = await self._wait(spec)
+            except _Lost as lost:
+                return Outcome("lost", None, backend_id=sid, message=str(lost)), b"", b""
+            except RayApiError as exc:  # a 4xx: Ray refuses this job; others may still run
+                note = f"rangeexpr: Ray: {exc.message}\n".encode()
+                return Outcome("failed", None, None, sid, f"Ray refused the job: {exc}"), b"", note
+            except BaseException:
+                # Cancelled or killed (or a bug), maybe mid-submission: leave nothing running
+                # on the cluster.
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self._quietly(self.api.stop(sid))
+                raise
+            finally:
+                self._running.discard(killing)
+        if killing.cancelled_caught:
+            why = "killed: Ray was told to stop the job, and not waited for"
+            return Outcome("killed", None, None, sid, why), b"", b""
         outcome = _outcome(info, stopping, sid)
         logs, note = await self._collect(spec)
         self._deletions.append((trio.current_time() + self.delete_delay, sid))
@@ -475,119 +412,3 @@ def _outcome(info: JobInfo, stopping: Stopping, sid: str) -> Outcome:
         return Outcome("killed", None, None, sid, "stopped outside rangeexpr (ray job stop?)")
     message = None if code is not None or signal is not None else info.message
     return Outcome("failed", code, signal, sid, message)
-
-
-def _mark(sid: str) -> str:
-    return f"@@{sid}@@"
-
-
-_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out", "killed", "lost"})
-
-
-def _record_outcome(record: Mapping[str, Any], sid: str) -> Outcome:
-    """A point's outcome from the node's job log record."""
-    status = record.get("status")
-    code, sig = record.get("exit_code"), record.get("signal")
-    return Outcome(
-        status if status in _STATUSES else "failed",
-        code if isinstance(code, int) else None,
-        sig if isinstance(sig, int) else None,
-        sid,
-    )
-
-
-def packed_script(run: str, mark: str) -> str:
-    """The /bin/sh script of a packed job: run ``run`` (a ``rangeexpr run`` writing its job
-    log to ``$d/log`` and outputs to ``$d/out``), then print the log and every output file
-    framed as ``MARK NAME SIZE`` lines, so the backend can split them exactly."""
-    return (
-        "d=$(mktemp -d) || exit 70; "
-        f'{run} >"$d/run" 2>&1; s=$?; '
-        f'printf "\\n%s log\\n" {mark}; cat "$d/log" 2>/dev/null; '
-        'for f in "$d"/out/* "$d/run"; do [ -f "$f" ] && '
-        f'printf "%s %s %s\\n" {mark} "${{f##*/}}" "$(wc -c <"$f")" && cat "$f"; done; '
-        'rm -rf "$d"; exit $s'
-    )
-
-
-def parse_packed(logs: bytes, mark: str) -> tuple[dict[int, dict[str, Any]], dict[str, bytes]]:
-    """Split a packed job's log into the node's job-log records (last per index) and files."""
-    marker = mark.encode()
-    begin = logs.find(b"\n" + marker + b" log\n")
-    if begin < 0:
-        return {}, {}
-    body = logs[begin + len(marker) + 6 :]
-    header = re.compile(re.escape(marker) + rb" (\S+) +(\d+)\n")  # where a file begins
-    first = re.compile(rb"^" + header.pattern, re.MULTILINE).search(body)
-    log_end = first.start() if first else len(body)
-    records: dict[int, dict[str, Any]] = {}
-    for line in body[:log_end].splitlines():  # the header line has no index: skipped
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("index"), int):
-            records[record["index"]] = record
-    files: dict[str, bytes] = {}
-    pos = log_end
-    while (m := header.match(body, pos)) is not None:
-        size = int(m.group(2))
-        files[m.group(1).decode()] = body[m.end() : m.end() + size]
-        pos = m.end() + size
-    return records, files
-
-
-def node_run_command(
-    source: Mapping[str, Any], start: int, stop: int, *, jobs: int, timeout: float | None
-) -> str:
-    """``rangeexpr run --slice START:STOP`` with the sweep's own expressions and templates."""
-    words = ["rangeexpr run --no-progress", f"-j {jobs}", f"--slice {start}:{stop}"]
-    words.append('--joblog "$d/log" --results "$d/out"')
-    if source.get("shell"):
-        words.append("--shell")
-    if timeout is not None:
-        words.append(f"--timeout {timeout!r}")
-    words.append(shlex.quote(f"--exec={source['exec']}"))
-    words += [shlex.quote(f"--env={k}={v}") for k, v in dict(source.get("env") or {}).items()]
-    words += [shlex.quote(f"--exec-range={e}") for e in source["exprs"]]
-    words += [shlex.quote(f"--link={','.join(group)}") for group in source.get("link") or ()]
-    return " ".join(words)
-
-
-def backend_from_args(args: Any, source: Mapping[str, Any], sweep: Any = None) -> RayBackend:
-    """The backend ``rangeexpr run --backend ray`` asks for (``source`` names the sweep).
-
-    With ``--per-job K`` (K > 1) and the selected ``sweep`` (whose points carry their
-    full-sweep index), K consecutive points run as one Ray job of ``rangeexpr run --slice``
-    on the node, which needs rangeexpr on its PATH.
-    """
-    sweep_id = sweep_identity(source)
-    packing = None
-    per_job = int(getattr(args, "per_job", 1) or 1)
-    reordered = [f"--{name}" for name in ("where", "shuffle", "sample") if name in source]
-    if per_job > 1 and reordered:
-        from rangeexpr import RangeExprError
-
-        # The node's --slice counts positions in the filtered or shuffled order, while a
-        # group is a run of point indices: they agree only for the plain (or linked) sweep.
-        raise RangeExprError(
-            f"--per-job cannot be combined with {', '.join(reordered)} yet: "
-            "run one point per Ray job (--per-job 1)"
-        )
-    if per_job > 1 and sweep is not None and sweep.size > 0:
-        start = int(sweep[0].index)
-        stop = int(sweep[-1].index) + 1
-        jobs = max(1, math.ceil(float(args.entrypoint_num_cpus)))
-        timeout = getattr(args, "timeout", None)
-
-        def entrypoint(a: int, b: int) -> str:
-            run = node_run_command(source, a, b, jobs=jobs, timeout=timeout)
-            return packed_script(run, _mark(f"rangeexpr-{sweep_id}-{a}to{b}-1"))
-
-        packing = Packing(per_job, start, stop, entrypoint)
-    return RayBackend(
-        str(args.address),
-        sweep_id=sweep_id,
-        entrypoint_num_cpus=float(args.entrypoint_num_cpus),
-        packing=packing,
-    )

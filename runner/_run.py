@@ -9,6 +9,14 @@ anywhere (a broken backend, a bug) cancels the run and propagates, never lost.
 Stopping comes in two strengths, as GNU Parallel's ``--halt``: *soon* stops launching and
 lets running jobs finish; *now* also sets the attempts' shared ``abort`` event, on which
 backends terminate their jobs and report them "killed", so they still get their record.
+``kill()`` is *now* without the backend's grace periods (``Backend.kill``).
+
+The limit counts slots: a plain limit N admits ``N * backend.jobs_per_slot`` jobs at once
+(a backend packing K jobs into one remote job runs N remote jobs).
+
+A backend that breaks (BackendError from ``run``) cancels the whole run, as any exception
+does, and ``run()`` raises that BackendError itself, so a caller catches the backend's
+failures with one ``except BackendError`` around ``async with backend`` and ``run()``.
 
 Two failures stop a run *soon* rather than crash it, so that nothing already done is lost:
 an exception from the job iterable (e.g. a ``--where`` that fails on one point), raised
@@ -31,7 +39,7 @@ from typing import Literal
 
 import trio
 
-from ._backend import Attempt, Backend, Job, Outcome, StorageError
+from ._backend import Attempt, Backend, BackendError, Job, Outcome, StorageError
 from ._joblog import JobLog
 from ._output import ByIndex, OutputCopier, Scratch
 from ._policy import NEVER, Halt
@@ -89,10 +97,11 @@ class Summary:
 class Runner:
     """Runs jobs through a backend; ``run()`` once, ``stop()`` and ``statistics()`` any time.
 
-    ``limiter`` is injected (a ``trio.CapacityLimiter`` or a plain limit) so several runs
-    can share one. Without ``results_dir`` each attempt's output goes to temporary files
-    that are copied to stdout/stderr as one block when it ends; with it, the files stay
-    there as ``<index>.out`` and ``<index>.err`` (the last attempt's).
+    ``limiter`` is injected (a ``trio.CapacityLimiter``, used as it is, so several runs can
+    share one) or a plain limit of slots (``limit * backend.jobs_per_slot`` jobs). Without
+    ``results_dir`` each attempt's output goes to temporary files that are copied to
+    stdout/stderr as one block when it ends; with it, the files stay there as
+    ``<index>.out`` and ``<index>.err`` (the last attempt's).
     """
 
     def __init__(
@@ -108,7 +117,7 @@ class Runner:
         slowest: int = 5,
     ):
         if isinstance(limiter, int):
-            limiter = trio.CapacityLimiter(limiter)
+            limiter = trio.CapacityLimiter(limiter * backend.jobs_per_slot)
         if retries < 0:
             raise ValueError(f"retries must be >= 0, not {retries}")
         if timeout is not None and not timeout > 0:
@@ -123,6 +132,8 @@ class Runner:
         self._keep_slowest = slowest
         self._abort = trio.Event()
         self._launch = trio.CancelScope()
+        self._everything = trio.CancelScope()  # the whole run: cancelled if the backend breaks
+        self._broken: BackendError | None = None
         self._copier = OutputCopier()
         self._slowest: list[tuple[float, int, str]] = []  # a min-heap of the slowest
         self._stopped: StopReason | None = None
@@ -153,6 +164,14 @@ class Runner:
         if now:
             self._abort.set()
 
+    def kill(self, reason: StopReason = "interrupted") -> None:
+        """Stop now, skipping the backend's grace periods (e.g. a second Ctrl-C).
+
+        The running attempts still end, as "killed", and get their records.
+        """
+        self.stop(reason, now=True)
+        self._backend.kill()
+
     def summary(self) -> Summary:
         """How the run ended (or stands): what ``run()`` returns, also after it raised."""
         slowest = sorted(self._slowest, reverse=True)
@@ -175,6 +194,7 @@ class Runner:
 
         An exception from ``jobs`` stops launching; it is raised here once the jobs already
         started have finished and been recorded (``summary()`` then says how far it got).
+        A BackendError from the backend cancels the run and is raised here.
         """
         if self._ran:
             raise RuntimeError("a Runner runs once; make a new one")
@@ -190,12 +210,16 @@ class Runner:
             self._storage_failed(exc, "the output directory")
             self._elapsed = trio.current_time() - self._begin
             return self.summary()
+        error: Exception | None = None
         try:
-            error = await self._launch_all(jobs, files)
+            with self._everything:
+                error = await self._launch_all(jobs, files)
         finally:
             self._elapsed = trio.current_time() - self._begin
             if isinstance(files, Scratch):
                 shutil.rmtree(files.directory, ignore_errors=True)
+        if self._broken is not None:
+            raise self._broken
         if error is not None:
             raise error
         return self.summary()
@@ -240,7 +264,7 @@ class Runner:
             while True:
                 outcome = await self._attempt(job, number, paths)
                 if outcome is None:
-                    return  # our own files failed: the run is stopping, the job runs on resume
+                    return  # our files or the backend failed: stopping, the job runs on resume
                 if (
                     outcome.status not in _RETRYABLE
                     or number > self._retries
@@ -264,6 +288,12 @@ class Runner:
             outcome = await self._backend.run(attempt)
         except StorageError as exc:
             self._storage_failed(exc, f"the output of job {job.index}")
+            return None
+        except BackendError as exc:
+            if self._broken is None:
+                self._broken = exc
+                self._stopped = "error"
+            self._everything.cancel()
             return None
         duration = trio.current_time() - began
         if self._joblog is not None:
@@ -323,7 +353,7 @@ async def run_jobs(
     joblog: JobLog | None = None,
     results_dir: Path | None = None,
 ) -> Summary:
-    """Run ``jobs`` through ``backend`` (already entered) at most ``limiter`` at a time."""
+    """Run ``jobs`` through ``backend`` (already entered), ``limiter`` slots at a time."""
     runner = Runner(
         backend,
         limiter,

@@ -6,11 +6,13 @@ dispatcher waits behind it, so at -j 8 on two cores only ~2.4 jobs were ever in 
 and the loop, not the CPUs, set the pace. A short custom slice (Linux >= 6.12,
 ``sched_setattr`` with ``sched_runtime``) lets the woken dispatcher preempt: 0.61 -> 0.52
 ms per ``true`` job. ``SCHED_FLAG_RESET_ON_FORK`` gives every job the default slice back,
-so jobs are scheduled exactly as before. Elsewhere this does nothing.
+so jobs are scheduled exactly as before. Elsewhere this does nothing, and
+``RANGEEXPR_NO_SCHED_HINT=1`` in the environment turns it off.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import struct
 
@@ -33,6 +35,8 @@ def favour_dispatch() -> bool:
     ``chrt`` or ``nice`` changes for us or for the jobs (reset-on-fork only resets negative
     nice values and real-time policies, which are left alone here).
     """
+    if os.environ.get("RANGEEXPR_NO_SCHED_HINT", "0") not in ("", "0"):
+        return False
     numbers = _SYSCALLS.get(platform.machine())
     if numbers is None or platform.system() != "Linux":
         return False

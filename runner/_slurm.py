@@ -8,35 +8,37 @@ configuration. Every login node has them, with the site's authentication set up;
 
 Arrays: the runner calls ``run()`` once per attempt, concurrently. Attempts that arrive
 within ``gather`` seconds of each other become the tasks of ONE ``sbatch
---array=0-(n-1)%throttle``; an array is split at the cluster's ``MaxArraySize`` (read once
-with ``scontrol show config``; it caps the largest index, so every array counts from 0).
+--array=0-(n-1)%throttle``, split at the cluster's ``MaxArraySize`` (read once with
+``scontrol show config``; it caps the largest index, so every array counts from 0).
 
-The run directory (``run_dir``, which must be on a file system the compute nodes share with
-this machine, like the user's home or project space, never a node-local /tmp) gets one
-directory per array holding ``tasks`` (one line per task: the job's environment and argv,
-single-quoted for /bin/sh) and, written on the node, ``<task>.out``, ``<task>.err`` (Slurm's
-``--output``/``--error``) and ``<task>.rc`` (the command's exit status). The batch script
-(``_SCRIPT``) picks its line by ``$SLURM_ARRAY_TASK_ID``, exports the environment and runs
-the argv with ``exec``: exactly those words, never split again, no shell builtin or
-function in the way. When a task ends its two output files are moved (or copied, across
-file systems) to the attempt's paths, and the run directory is removed when the backend
-closes.
+Files: the backend makes its own directory in ``run_dir``, which must be on a file system
+the compute nodes share with this machine (home or project space, never a node-local
+/tmp). Each array gets a directory there holding ``tasks``, one line per task (the job's
+environment and argv, single-quoted for /bin/sh), and, written on the node, ``N.out``,
+``N.err`` (Slurm's ``--output``/``--error``) and ``N.rc`` (the command's exit status). The
+batch script (``_SCRIPT``, plain POSIX sh) picks its line by ``$SLURM_ARRAY_TASK_ID``,
+exports the environment and ``exec``s the argv: exactly those words, never split again,
+no shell builtin in the way. When a task ends its output files are moved (or copied,
+across file systems) to the attempt's paths; an array's directory goes once all its tasks
+are delivered, ours when the backend closes.
 
 State: ONE ``squeue --states=all`` call for all of this run's unfinished arrays per poll,
 every ``poll_initial`` seconds while things change, backing off to ``poll_max`` when
-nothing does. ``--states=all`` shows finished tasks too while Slurm keeps them
-(``MinJobAge``, 300 s by default), with their end state and exit status, so no accounting
-database is needed; a task that has left the queue altogether is judged by its ``.rc`` file.
+nothing does. ``--states=all`` also lists the tasks that ended, while Slurm keeps them
+(``MinJobAge``, 300 s by default), with their end state and exit status: no accounting
+database is needed. A task that has left the queue altogether is judged by its ``.rc``
+file. Between two polls the ``.rc`` files are looked at (every ``poll_files`` seconds
+while tasks end often, less while they run long): a command that exited 0 ends its attempt
+there, without waiting for Slurm's bookkeeping, which costs short jobs much of their rate.
 
-Outcomes: the command's exit status 0 is "succeeded", any other "failed" with the status as
-a shell gives it (above 128 means killed by signal status - 128, so reported as that
-signal); Slurm's CANCELLED by someone else is "killed", TIMEOUT (its ``--time``) or our own
-``timeout`` is "timed_out", NODE_FAIL or a task gone with no status is "lost". Our
-``timeout`` counts from when a poll first sees the task running (queue time is not the
-job's) and is enforced with ``scancel`` at the deadline. Abort (Ctrl-C, ``--halt now``)
-cancels every unfinished task of the run, pending or running, and those attempts end
-"killed" once Slurm has ended them; ``kill()`` does the same with SIGKILL at once. Closing
-the backend cancels whatever of ours is still queued.
+Outcomes: exit status 0 is "succeeded", any other "failed" with the status as the shell
+gives it (129 to 192 is reported as killed by signal status - 128); Slurm's CANCELLED by
+someone else is "killed", TIMEOUT (its ``--time``) or our ``timeout`` is "timed_out",
+NODE_FAIL or a task gone with no status is "lost". Our ``timeout`` counts from when a poll
+first sees the task running (time in the queue is not the job's) and is enforced with
+``scancel``. Abort (Ctrl-C, ``--halt now``) cancels every unfinished task of the run,
+pending or running, and those attempts end "killed" once Slurm has ended them; ``kill()``
+does it with SIGKILL. Closing the backend cancels whatever of ours is still queued.
 """
 
 from __future__ import annotations
@@ -93,7 +95,6 @@ _STARTED = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "SIGNALING", "STAGE_
 _OWN_OPTIONS = ("--array", "--output", "--error", "--job-name", "--parsable", "--wrap")
 _OWN_SHORT = ("-a", "-o", "-e", "-J")
 _SCANCEL_CHUNK = 200  # ids per scancel call
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # The batch script of every array; {dir} is its directory, quoted. It must stay plain
 # POSIX sh: it runs on the compute nodes, whatever they have.
@@ -220,9 +221,10 @@ def task_outcome(
     elif exit_raw is not None and state is not None:
         code, sig = _wait_status(exit_raw)
     why = f"Slurm {state}" + (f" ({reason})" if reason and reason != "None" else "")
+    unwritten = f"{why} with no exit status file (is the run directory shared with the nodes?)"
     status_of: dict[str, tuple[Status, str | None]] = {
         "COMPLETED": ("failed", None),
-        "FAILED": ("failed", None if status is not None else why),
+        "FAILED": ("failed", None if status is not None else unwritten),
         "OUT_OF_MEMORY": ("failed", f"{why}: out of memory"),
         "CANCELLED": ("killed", f"{why}: cancelled outside this run (scancel?)"),
         "PREEMPTED": ("killed", f"{why}: preempted"),
@@ -281,13 +283,15 @@ class SlurmBackend:
     ``run_dir``: where the backend makes its own directory for the tasks' files; it must be
     shared with the compute nodes (default: the current directory). ``env``: the
     environment of the client commands, and so of the tasks (default: ours). Times are in
-    seconds: attempts are gathered for ``gather`` before they are submitted; polling goes
-    from ``poll_initial`` to ``poll_max``; Slurm commands that fail for ``lost_after`` make
-    the attempts concerned "lost", as do tasks still there ``stop_wait`` after their
-    ``scancel``; each command gets ``command_timeout``.
+    seconds: attempts are gathered for ``gather`` before they are submitted; squeue polls
+    go from ``poll_initial`` to ``poll_max`` apart, with looks at the exit status files
+    every ``poll_files`` or more between them; Slurm commands that fail for
+    ``lost_after`` make the attempts concerned "lost", as do tasks still there
+    ``stop_wait`` after their ``scancel``; each command gets ``command_timeout``.
     """
 
     name = "slurm"
+    jobs_per_slot = 1
 
     def __init__(
         self,
@@ -301,9 +305,10 @@ class SlurmBackend:
         sbatch_options: Sequence[str] = (),
         run_dir: Path | str | None = None,
         env: Mapping[str, str] | None = None,
-        gather: float = 0.05,
+        gather: float = 0.005,
         poll_initial: float = 0.2,
         poll_max: float = 3.0,
+        poll_files: float = 0.02,
         lost_after: float = 60.0,
         stop_wait: float = 120.0,
         command_timeout: float = 60.0,
@@ -324,6 +329,7 @@ class SlurmBackend:
         self.gather = gather
         self.poll_initial = poll_initial
         self.poll_max = poll_max
+        self.poll_files = poll_files
         self.lost_after = lost_after
         self.stop_wait = stop_wait
         self.command_timeout = command_timeout
@@ -341,6 +347,7 @@ class SlurmBackend:
         self._watched: set[trio.Event] = set()  # abort events with a watcher
         self._scopes: list[trio.CancelScope] = []
         self._crashed: Exception | None = None  # a background loop's bug, raised by run()
+        self._submitting: Path | None = None  # the array whose sbatch is under way
         self._undelivered: dict[Path, int] = {}  # an array's directory: tasks not yet delivered
 
     def __repr__(self) -> str:
@@ -386,7 +393,10 @@ class SlurmBackend:
     async def __aexit__(self, *exc_info: object) -> None:
         """Cancel whatever of ours is still queued, stop polling, remove the run directory."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.command_timeout):
-            await self._scancel([t for t in self._live if t.array is not None], force=False)
+            await self._scancel(self._unfinished(), force=False)
+            if self._submitting is not None:  # its sbatch may have gone through
+                with contextlib.suppress(_ClientError):
+                    await self._slurm("scancel", f"--name={self._job_name(self._submitting)}")
         for scope in self._scopes:
             scope.cancel()
         for task in list(self._live):
@@ -467,7 +477,7 @@ class SlurmBackend:
 
     def _check_crashed(self) -> None:
         if self._crashed is not None:
-            raise RuntimeError(f"the Slurm backend failed: {self._crashed!r}") from self._crashed
+            raise BackendError(f"the Slurm backend failed: {self._crashed!r}") from self._crashed
 
     def kill(self) -> None:
         """SIGKILL every task of ours at once (a second Ctrl-C); they end as "killed"."""
@@ -479,7 +489,8 @@ class SlurmBackend:
     # -- submitting ------------------------------------------------------------------------
 
     async def _guarded(self, scope: trio.CancelScope, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run a background loop; a bug in it fails the attempts instead of trio itself."""
+        """Run a background loop; a bug in it breaks the backend (BackendError from
+        ``run``), not trio itself."""
         with scope:
             try:
                 await loop()
@@ -516,12 +527,15 @@ class SlurmBackend:
                 task.error = error
                 self._finish(task, Outcome("lost", None, message=str(error)))
             return
+        self._submitting = directory
         try:
             array = await self._sbatch(self._options(directory, len(tasks)), directory)
         except _ClientError as exc:
             for task in tasks:
                 self._finish(task, Outcome("lost", None, message=str(exc)))
             return
+        finally:
+            self._submitting = None
         tasks_of = self._submitted[array] = {}
         now = trio.current_time()
         for number, task in enumerate(tasks):
@@ -569,8 +583,10 @@ class SlurmBackend:
     # -- polling ---------------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
+        """squeue with backoff; between two calls, the .rc files at a finer grain."""
         delay = self.poll_initial
         failing_since: float | None = None
+        last_change = trio.current_time()
         while True:
             kick = self._kick
             if not self._submitted:
@@ -593,13 +609,35 @@ class SlurmBackend:
             else:
                 failing_since = None
                 changed = self._update(arrays, rows, now)
-            deadline = self._check_deadlines(trio.current_time())
+            now = trio.current_time()
+            if changed:
+                last_change = now
+            deadline = self._check_deadlines(now)
             delay = self.poll_initial if changed else min(delay * 1.5, self.poll_max)
-            with trio.move_on_at(min(trio.current_time() + delay, deadline)):
-                await kick.wait()
+            next_poll = min(now + delay, deadline)
+            while now < next_poll and not kick.is_set():
+                # Files cost the controller nothing: look at them often while tasks end
+                # often, rarely while they run long (a tenth of the time since a change).
+                step = min(max(self.poll_files, (now - last_change) / 10), self.poll_max)
+                with trio.move_on_at(min(now + step, next_poll)):
+                    await kick.wait()
+                if self._succeeded_by_file():
+                    last_change = trio.current_time()
+                now = trio.current_time()
             if self._kick is kick and kick.is_set():
                 self._kick = trio.Event()
                 delay = self.poll_initial
+
+    def _succeeded_by_file(self) -> bool:
+        """Finish the tasks whose command exited 0 by their .rc file, before Slurm's
+        bookkeeping ends; whether there were any. Other statuses wait for Slurm's end
+        state, which tells a failure from a cancel, a time limit or running out of memory."""
+        done = [
+            task for task in self._unfinished() if task.stopping is None and _read_status(task) == 0
+        ]
+        for task in done:
+            self._finish(task, Outcome("succeeded", 0, None, task.backend_id))
+        return bool(done)
 
     def _unfinished(self) -> list[_Task]:
         return [t for tasks in self._submitted.values() for t in tasks.values()]

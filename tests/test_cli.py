@@ -113,10 +113,14 @@ def test_console_script_and_module_agree() -> None:
     assert r.stdout == "2\n"
 
 
-def test_import_and_check_do_not_load_the_runner() -> None:
+@pytest.mark.parametrize(
+    "args", [["check", "X=case:a,b"], ["expand", "X=linspace:0,1,5", "Y=range:3", "--count"]]
+)
+def test_import_and_check_do_not_load_the_runner(args: list[str]) -> None:
     code = (
-        "import sys, rangeexpr._cli as c; c.main(['check', 'X=case:a,b']);"
-        "print(sorted(m for m in ('trio', 'httpx', 'rich') if m in sys.modules))"
+        f"import sys, rangeexpr._cli as c; c.main({args!r});"
+        "print(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'trio', 'httpx', 'rich', 'numpy', 'runner'}))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.splitlines()[-1] == "[]"
@@ -224,6 +228,8 @@ def test_env_names_reserved_or_given_twice_are_errors(
         ["expand", "X=range:100000", "--format", "table"],
         ["expand", "X=range:3", "--count"],
         ["check", "X=range:3"],
+        ["run", "X=range:3", "--exec", "true $X", "--dry-run"],  # a traceback before issue 12
+        ["report", str(Path(__file__).parent / "data" / "joblog_report.jsonl")],  # likewise
     ],
 )
 def test_output_that_cannot_be_written_is_one_line_and_exit_1(args: list[str]) -> None:

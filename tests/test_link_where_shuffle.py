@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
@@ -17,13 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rangeexpr import Sweep
+from rangeexpr import BaseSweep, Sweep
+from rangeexpr._cli import main
+from rangeexpr._cli._expand import count_points
 from rangeexpr._errors import EvaluationError, ParseError, RangeExprError, SweepError
-from rangeexpr._view_cli import add_view_arguments, apply_view_options, count_points, view_source
+from rangeexpr._spec import RunSpec
 from rangeexpr._views import FilteredSweep, ShuffledSweep
 
 
-def _rows(sweep: Sweep) -> list[tuple[int, dict[str, object]]]:
+def _rows(sweep: BaseSweep) -> list[tuple[int, dict[str, object]]]:
     return [(p.index, dict(p)) for p in sweep]
 
 
@@ -99,16 +100,13 @@ def test_a_filtered_sweep_keeps_indices_and_bounds_its_size() -> None:
     kept = sweep.where('X < Y and M != "small"')
     assert isinstance(kept, FilteredSweep)
     assert kept.is_filtered and not sweep.is_filtered
-    assert kept.size == kept.max_size == sweep.size == 32
+    assert kept.max_size == sweep.size == 32
     expected = [(p.index, dict(p)) for p in sweep if p["X"] < p["Y"] and p["M"] != "small"]
     assert _rows(kept) == expected
     assert kept.count_kept() == len(expected) == 6
     # Slices and shards cut the unfiltered positions, then filter.
     assert _rows(kept[10:20]) == [r for r in expected if 10 <= r[0] < 20]
     assert _rows(kept.shard(1, 2)) == [r for r in expected if r[0] >= 16]
-    assert kept[3]["Y"] == 1
-    with pytest.raises(IndexError, match="point 0 is dropped by the filter"):
-        kept[0]
     assert kept.arrays(0, 8)["Y"].tolist() == [1, 2, 3]
 
 
@@ -241,7 +239,7 @@ def test_a_sample_of_a_filtered_sweep_has_k_kept_points() -> None:
     assert len(rows) == 4
     assert all(r[1]["X"] % 10 == 0 for r in rows)
     assert rows == [r for r in _rows(sweep.shuffled(3)) if r[1]["X"] % 10 == 0][:4]
-    assert sample.is_filtered
+    assert sample.is_filtered and sample.count_kept() == 4
     assert list(sweep.where("X > 97").sample(5, 3)) == list(sweep.where("X > 97").shuffled(3))
     with pytest.raises(SweepError, match="no random access"):
         sample.shard(0, 2)
@@ -293,47 +291,37 @@ def test_batch_decoding_of_large_axes_equals_random_access(expr: str) -> None:
         assert [type(v) for v in point.values()] == [type(v) for v in expected.values()]
 
 
-# -- the command-line helpers (wired into check/expand/run by rangeexpr/_cli.py) ---------
+# -- the command line: RunSpec (rangeexpr/_spec.py) builds the same views -----------------
 
 
-def _options(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_view_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def test_view_options_build_the_same_sweep_as_the_library() -> None:
-    exprs = ["X=range:0,20", "Y=range:0,20", "M=case:a,b"]
+def test_a_run_spec_builds_the_same_sweep_as_the_library() -> None:
+    exprs = ("X=range:0,20", "Y=range:0,20", "M=case:a,b")
     plain = Sweep(exprs)
-    args = _options("--link", "X,Y", "--where", "X % 2 == 0", "--shuffle", "7")
-    sweep = apply_view_options(plain, args)
+    spec = RunSpec(exprs, link=(("X", "Y"),), where="X % 2 == 0", shuffle="7")
     expected = Sweep(exprs, link=[("X", "Y")]).where("X % 2 == 0").shuffled(7)
-    assert _rows(sweep) == _rows(expected)
-    assert view_source(args) == {"link": [["X", "Y"]], "where": "X % 2 == 0", "shuffle": "7"}
-    assert _rows(apply_view_options(plain, _options("--sample", "5", "--seed", "3"))) == _rows(
-        plain.sample(5, 3)
-    )
+    assert _rows(spec.selected()) == _rows(expected)
+    assert spec.identity()["link"] == [["X", "Y"]]
+    assert (spec.identity()["where"], spec.identity()["shuffle"]) == ("X % 2 == 0", "7")
+    assert _rows(RunSpec(exprs, sample=5, seed="3").selected()) == _rows(plain.sample(5, 3))
     # a sample takes --shuffle's seed when --seed is not given, and seed 0 without either
-    assert _rows(apply_view_options(plain, _options("--sample", "5", "--shuffle", "3"))) == (
-        _rows(plain.sample(5, 3))
-    )
-    assert _rows(apply_view_options(plain, _options("--sample", "5"))) == _rows(plain.sample(5))
-    assert apply_view_options(plain, _options()) is plain
+    assert _rows(RunSpec(exprs, sample=5, shuffle="3").selected()) == _rows(plain.sample(5, 3))
+    assert _rows(RunSpec(exprs, sample=5).selected()) == _rows(plain.sample(5))
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("options", "message"),
     [
-        (["--seed", "3"], "--seed goes with --sample K"),
-        (["--sample", "2", "--seed", "3", "--shuffle", "4"], "disagree"),
-        (["--where", "Q > 1"], "unknown variable 'Q'"),
-        (["--link", "X,Q"], "cannot link 'Q'"),
-        (["--sample", "500"], "cannot sample 500 distinct points from a sweep of 40"),
+        ({"seed": "3"}, "--seed goes with --sample K"),
+        ({"sample": 2, "seed": "3", "shuffle": "4"}, "disagree"),
+        ({"where": "Q > 1"}, "unknown variable 'Q'"),
+        ({"link": (("X", "Q"),)}, "cannot link 'Q'"),
+        ({"sample": 500}, "cannot sample 500 distinct points from a sweep of 40"),
     ],
 )
-def test_bad_view_options(argv: list[str], message: str) -> None:
+def test_bad_view_options(options: dict[str, object], message: str) -> None:
+    spec = RunSpec(("X=range:0,20", "Y=case:a,b"), **options)  # type: ignore[arg-type]  # mixed value types
     with pytest.raises(RangeExprError, match=message):
-        apply_view_options(Sweep(["X=range:0,20", "Y=case:a,b"]), _options(*argv))
+        spec.selected()
 
 
 def test_count_points_scans_only_filtered_sweeps(capsys: pytest.CaptureFixture[str]) -> None:
@@ -348,8 +336,9 @@ def test_count_points_scans_only_filtered_sweeps(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize("argv", [["--link", "X"], ["--sample", "-1"], ["--sample", "x"]])
 def test_malformed_view_options_are_usage_errors(argv: list[str]) -> None:
-    with pytest.raises(SystemExit):
-        _options(*argv)
+    with pytest.raises(SystemExit) as caught:
+        main(["expand", "X=range:3", *argv])
+    assert caught.value.code == 2
 
 
 # -- end to end: run --where --shuffle, killed, then --resume ----------------------------

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
-import subprocess
-from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +21,23 @@ import pytest
 import trio
 import trio.testing
 
-from runner import Attempt, BackendError, Job, JobLog, Outcome, read_joblog, run_jobs
-from runner._ray import (
-    Packing,
+from rangeexpr import RangeExprError, Sweep
+from rangeexpr._backends import make_backend
+from rangeexpr._batch import NodeBatching
+from rangeexpr._spec import RunSpec
+from runner import (
+    Attempt,
+    BackendError,
+    Job,
+    JobLog,
+    Outcome,
     RayBackend,
-    backend_from_args,
-    node_run_command,
-    packed_script,
-    parse_packed,
-    strip_ray_lines,
-    sweep_identity,
+    Runner,
+    StorageError,
+    read_joblog,
+    run_jobs,
 )
+from runner._ray import strip_ray_lines
 from runner._ray_api import TERMINAL, error_line
 
 RUNTIME_ENV = "2026-11-21 03:07:03,418\tINFO job_manager.py:581 -- Runtime env is setting up.\n"
@@ -76,6 +79,7 @@ class FakeRay:
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     down: bool = False  # every request fails to connect
+    ignore_stop: bool = False  # a stop is accepted and never carried out
     drop_submit_response: int = 0  # this many POSTs register the job, then time out
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -102,7 +106,7 @@ class FakeRay:
             return httpx.Response(200, json={"logs": job.output})
         if method == "POST" and tail == "stop":
             running = job.status in ("PENDING", "RUNNING")
-            if running:
+            if running and not self.ignore_stop:
                 job.stopped = True
                 job.statuses, job.polls = ["STOPPED"], 0
             return httpx.Response(200, json={"stopped": running})
@@ -515,21 +519,37 @@ def test_error_line_is_the_exception_of_a_traceback() -> None:
     assert error_line("") == "(empty response)"
 
 
-def test_sweep_identity_is_stable_and_distinguishes_sweeps() -> None:
-    a = {"ranges": ["X=range:3"], "exec": "echo $X"}
-    assert sweep_identity(a) == sweep_identity(dict(reversed(a.items())))
-    assert sweep_identity(a) != sweep_identity({**a, "exec": "echo $X!"})
-    assert len(sweep_identity(a)) == 16
+def ray_spec(**kw: Any) -> RunSpec:
+    fields: dict[str, Any] = {
+        "exprs": ("X=range:0,5",),
+        "command": "echo $X",
+        "backend": "ray",
+        "address": "http://h:1/",
+    }
+    return RunSpec(**{**fields, **kw})
 
 
-def test_backend_from_args() -> None:
-    class Args:
-        address = "http://h:1/"
-        entrypoint_num_cpus = 2.0
+def test_make_backend_ray() -> None:
+    spec = ray_spec(entrypoint_num_cpus=2.0)
+    b = make_backend(spec, spec.selected())
+    assert isinstance(b, RayBackend)
+    assert (b.address, b.entrypoint_num_cpus, b.sweep_id) == ("http://h:1", 2.0, spec.sweep_id())
+    assert (b.batching, b.jobs_per_slot) == (None, 1)
 
-    b = backend_from_args(Args(), {"ranges": ["X=range:3"]})
-    assert (b.address, b.entrypoint_num_cpus) == ("http://h:1", 2.0)
-    assert b.sweep_id == sweep_identity({"ranges": ["X=range:3"]})
+
+def test_make_backend_ray_needs_an_address() -> None:
+    spec = ray_spec(address=None)
+    with pytest.raises(RangeExprError, match=r"^--backend ray needs --address http://HOST:8265$"):
+        make_backend(spec, spec.selected())
+
+
+def test_make_backend_per_job_batches_the_selection() -> None:
+    """Groups are aligned on the selection's first point; -j on the node from the CPUs."""
+    spec = ray_spec(per_job=4, slice=(2, 5), entrypoint_num_cpus=1.5, timeout=3.0)
+    b = make_backend(spec, spec.selected())
+    assert isinstance(b, RayBackend)
+    assert b.jobs_per_slot == 4
+    assert b.batching == NodeBatching(spec, 4, 2, 5, jobs=2, timeout=3.0)
 
 
 def test_through_the_runner_lost_stops_launching(tmp_path: Path) -> None:
@@ -561,76 +581,11 @@ async def _take_down_after(fake: FakeRay, seconds: float) -> None:
 # --- --per-job: packed jobs -------------------------------------------------------------
 
 
-def run_packed_script(tmp_path: Path, fake_run: str, mark: str) -> bytes:
-    """Run the real packed /bin/sh script locally, with ``fake_run`` for rangeexpr run."""
-    script = packed_script(fake_run, mark)
-    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, check=False)
-    assert done.stderr == b""
-    return done.stdout
-
-
-def test_packed_script_output_splits_back_exactly(tmp_path: Path) -> None:
-    mark = "@@rangeexpr-s1-4to6-1@@"
-    fake_run = (
-        'mkdir "$d/out"; printf \'%s\\n\' \'{"format": "rangeexpr-joblog/1"}\' '
-        '\'{"index": 4, "status": "succeeded", "exit_code": 0, "signal": null}\' '
-        '\'{"index": 5, "status": "failed", "exit_code": 3, "signal": null}\' > "$d/log"; '
-        "printf 'four\\n' > \"$d/out/4.out\"; printf 'no newline, and a fake\\n@@x 9 9' "
-        '> "$d/out/5.out"; printf \'e5\\n\' > "$d/out/5.err"; : > "$d/out/4.err"; '
-        "echo 'rangeexpr: 1 succeeded, 1 failed'; exit 1"
-    )
-    out = run_packed_script(tmp_path, f"( {fake_run} )", mark)
-    records, files = parse_packed(b"job chatter\n" + out, mark)
-    assert {i: (r["status"], r["exit_code"]) for i, r in records.items()} == {
-        4: ("succeeded", 0),
-        5: ("failed", 3),
-    }
-    assert files == {
-        "4.out": b"four\n",
-        "4.err": b"",
-        "5.out": b"no newline, and a fake\n@@x 9 9",
-        "5.err": b"e5\n",
-        "run": b"rangeexpr: 1 succeeded, 1 failed\n",
-    }
-
-
-def test_parse_packed_without_the_framing_finds_nothing() -> None:
-    assert parse_packed(b"sh: 1: rangeexpr: not found\n", "@@m@@") == ({}, {})
-
-
-def test_node_run_command_keeps_links() -> None:
-    source = {"exprs": ["X=range:2", "Y=case:a,b"], "exec": "e $X$Y", "link": [["X", "Y"]]}
-    line = node_run_command(source, 0, 2, jobs=1, timeout=None)
-    assert line.endswith(" --exec-range=X=range:2 --exec-range=Y=case:a,b --link=X,Y")
-
-
 @pytest.mark.parametrize("option", ["where", "shuffle", "sample"])
 def test_per_job_refuses_reordered_sweeps(option: str) -> None:
-    from rangeexpr import RangeExprError, Sweep
-
-    args = Namespace(address="http://h:1", entrypoint_num_cpus=1.0, per_job=2, timeout=None)
-    source = {"exprs": ["X=range:4"], "exec": "e $X", option: "1"}
+    spec = ray_spec(per_job=2, **{option: 1 if option == "sample" else "1"})
     with pytest.raises(RangeExprError, match=f"--per-job cannot be combined with --{option} yet"):
-        backend_from_args(args, source, Sweep(["X=range:4"]))
-
-
-def test_node_run_command_repeats_the_sweep_with_a_slice() -> None:
-    source = {
-        "exprs": ["X=range:0,12", "Y=case:'a b',c"],
-        "exec": "echo $X '$Y'",
-        "env": {"G": "g-$X"},
-        "shell": True,
-    }
-    line = node_run_command(source, 4, 8, jobs=2, timeout=1.5)
-    words = shlex.split(line.replace('"$d/', '"/D/'))
-    assert words == [
-        *("rangeexpr", "run", "--no-progress", "-j", "2", "--slice", "4:8"),
-        *("--joblog", "/D/log", "--results", "/D/out", "--shell", "--timeout", "1.5"),
-        "--exec=echo $X '$Y'",
-        "--env=G=g-$X",
-        "--exec-range=X=range:0,12",
-        "--exec-range=Y=case:'a b',c",
-    ]
+        make_backend(spec, Sweep(["X=range:4"]))
 
 
 def packed_plan(request: dict[str, Any]) -> FakeJob:
@@ -657,22 +612,15 @@ def packed_plan(request: dict[str, Any]) -> FakeJob:
 
 def run_packed(tmp_path: Path, retries: int) -> tuple[FakeRay, Any, list[dict[str, Any]]]:
     fake = FakeRay(packed_plan)
-
-    def entrypoint(a: int, b: int) -> str:
-        run = node_run_command(
-            {"exprs": ["X=range:0,5"], "exec": "echo $X"}, a, b, jobs=1, timeout=None
-        )
-        return packed_script(run, f"@@rangeexpr-s1-{a}to{b}-1@@")
-
     log = tmp_path / "log.jsonl"
 
     async def main() -> Any:
-        async with backend(fake, packing=Packing(2, 0, 5, entrypoint)) as b:
+        async with backend(fake, batching=NodeBatching(ray_spec(), 2, 0, 5)) as b:
             jobs = (make_job(i, f"echo {i}") for i in range(5))
             joblog = JobLog.create(log, {})
             try:
                 return await run_jobs(
-                    jobs, b, 10, results_dir=tmp_path, retries=retries, joblog=joblog
+                    jobs, b, 5, results_dir=tmp_path, retries=retries, joblog=joblog
                 )
             finally:
                 joblog.close()
@@ -686,6 +634,9 @@ def test_per_job_runs_groups_and_maps_results_back_per_point(tmp_path: Path) -> 
     fake, summary, records = run_packed(tmp_path, retries=0)
     posts = [c for c in fake.calls if c[0] == "POST" and c[1] == "/api/jobs/"]
     assert len(posts) == 3  # [0,2), [2,4), [4,5)
+    assert records[3]["message"] == (
+        "the packed Ray job rangeexpr-s1-2to4-1 left no record for this point"
+    )
     assert [(r["index"], r["status"], r["exit_code"], r["backend_id"]) for r in records] == [
         (0, "succeeded", 0, "rangeexpr-s1-0to2-1"),
         (1, "failed", 1, "rangeexpr-s1-0to2-1"),
@@ -713,7 +664,7 @@ def test_per_job_retries_run_alone(tmp_path: Path) -> None:
 
 
 def test_packing_groups_are_aligned_on_the_selection() -> None:
-    packing = Packing(4, 5, 15, lambda a, b: "")
+    packing = NodeBatching(ray_spec(), 4, 5, 15)
     assert [packing.group(i) for i in (5, 8, 9, 12, 14)] == [
         (5, 9),
         (5, 9),
@@ -721,3 +672,99 @@ def test_packing_groups_are_aligned_on_the_selection() -> None:
         (9, 13),
         (13, 15),
     ]
+
+
+def test_per_job_slots_count_ray_jobs(tmp_path: Path) -> None:
+    """A limit of 2 slots with --per-job 2 runs 2 Ray jobs (4 points) at once, not 2 points."""
+    fake = FakeRay(packed_plan)
+    peak: list[int] = []
+
+    def running() -> int:
+        return sum(1 for j in fake.jobs.values() if j.status in ("PENDING", "RUNNING"))
+
+    async def main() -> None:
+        async with backend(fake, batching=NodeBatching(ray_spec(), 2, 0, 8)) as b:
+            runner = Runner(b, 2, results_dir=tmp_path)
+            async with trio.open_nursery() as nursery:
+
+                async def watch() -> None:
+                    while True:
+                        peak.append(running())
+                        await trio.sleep(0.05)
+
+                nursery.start_soon(watch)
+                summary = await runner.run(make_job(i, f"echo {i}") for i in range(8))
+                nursery.cancel_scope.cancel()
+            assert summary.succeeded + summary.failed == 8
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert max(peak) == 2
+
+
+def test_kill_returns_killed_at_once_without_waiting_for_ray(tmp_path: Path) -> None:
+    """Ray never carries the stop out here: an abort would wait; kill() does not."""
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]), ignore_stop=True)
+
+    async def main() -> tuple[Outcome, float, Outcome]:
+        async with backend(fake) as b, trio.open_nursery() as nursery:
+            result: list[tuple[Outcome, float]] = []
+
+            async def go() -> None:
+                outcome = await b.run(make_attempt(tmp_path))
+                result.append((outcome, trio.current_time()))
+
+            nursery.start_soon(go)
+            await trio.sleep(10)
+            killed_at = trio.current_time()
+            b.kill()
+        later = await b.run(make_attempt(tmp_path, job=make_job(8)))
+        return result[0][0], result[0][1] - killed_at, later
+
+    outcome, took, later = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert outcome == Outcome(
+        "killed",
+        None,
+        None,
+        "rangeexpr-s1-7-1",
+        "killed: Ray was told to stop the job, and not waited for",
+    )
+    assert took < 1  # virtual seconds: no polling for a stop Ray never makes
+    assert fake.calls.count(("POST", "/api/jobs/rangeexpr-s1-7-1/stop")) == 1
+    assert (later.status, later.message) == ("killed", "not submitted: stopping")
+    assert "rangeexpr-s1-8-1" not in fake.jobs
+
+
+def test_runner_kill_gives_every_point_of_a_packed_job_a_killed_record(tmp_path: Path) -> None:
+    fake = FakeRay(lambda r: FakeJob(r, ["RUNNING"]), ignore_stop=True)
+    log = tmp_path / "log.jsonl"
+
+    async def main() -> Any:
+        async with backend(fake, batching=NodeBatching(ray_spec(), 3, 0, 3)) as b:
+            joblog = JobLog.create(log, {})
+            runner = Runner(b, 1, joblog=joblog, results_dir=tmp_path)
+            async with trio.open_nursery() as nursery:
+
+                async def kill_later() -> None:
+                    await trio.sleep(5)
+                    runner.kill()
+
+                nursery.start_soon(kill_later)
+                summary = await runner.run(make_job(i) for i in range(3))
+            joblog.close()
+            return summary
+
+    summary = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert (summary.killed, summary.stopped) == (3, "interrupted")
+    records = [json.loads(line) for line in log.read_text().splitlines()[1:]]
+    assert sorted((r["index"], r["status"], r["backend_id"]) for r in records) == [
+        (i, "killed", "rangeexpr-s1-0to3-1") for i in range(3)
+    ]
+
+
+def test_an_output_file_that_cannot_be_written_is_a_storage_error(tmp_path: Path) -> None:
+    fake = FakeRay()
+    job = make_job()
+    gone = tmp_path / "no-such-dir"
+    attempt = Attempt(job, 1, None, gone / "7.out", gone / "7.err", trio.Event())
+    with pytest.raises(StorageError, match=r"^cannot write .*no-such-dir/7\.out: "):
+        run_one(fake, lambda: attempt)

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from rangeexpr import RangeExprError, _report
+from rangeexpr._cli._options import add_report_arguments, join_sort_values
+from rangeexpr._cli._report import command as report_command
 from rangeexpr._report import JobRecords, read_joblog_records, write_table
-from rangeexpr._report_cli import add_report_arguments, join_sort_values, report_command
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -495,8 +496,9 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     log = write_log(tmp_path / "log.jsonl", rows)
     assert log.stat().st_size > 4 << 20
     code = (
-        "import argparse; from rangeexpr._report_cli import add_report_arguments, "
-        "report_command; p = argparse.ArgumentParser(); add_report_arguments(p); "
+        "import argparse; from rangeexpr._cli._options import add_report_arguments; "
+        "from rangeexpr._cli._report import command as report_command; "
+        "p = argparse.ArgumentParser(); add_report_arguments(p); "
         f"report_command(p.parse_args([{str(log)!r}, '--by', 'OPT', '--format', 'csv']))"
     )
     main, child = pty.openpty()

@@ -31,6 +31,10 @@ class Backend:
     """Job i succeeds after 1 + i/100 s (virtual); ``broken`` ones cannot write their output."""
 
     name = "scripted"
+    jobs_per_slot = 1
+
+    def kill(self) -> None:
+        """Nothing to kill: these jobs only sleep."""
 
     def __init__(self, broken: frozenset[int] = frozenset()):
         self.broken = broken

@@ -22,6 +22,10 @@ class SlowBackend:
     """Job i succeeds after 1 + i s of virtual time: several are running when the source fails."""
 
     name = "slow"
+    jobs_per_slot = 1
+
+    def kill(self) -> None:
+        """Nothing to kill: these jobs only sleep."""
 
     async def __aenter__(self) -> SlowBackend:
         return self

@@ -17,6 +17,7 @@ import trio.testing
 
 from runner import (
     Attempt,
+    BackendError,
     Halt,
     Job,
     JobLog,
@@ -38,12 +39,14 @@ class ScriptedBackend:
 
     name = "scripted"
 
-    def __init__(self, script: Script, output: bool = False):
+    def __init__(self, script: Script, output: bool = False, jobs_per_slot: int = 1):
         self.script = script
         self.output = output
+        self.jobs_per_slot = jobs_per_slot
         self.running = 0
         self.max_running = 0
         self.attempts: list[tuple[int, int]] = []
+        self.kills = 0
 
     async def __aenter__(self) -> ScriptedBackend:
         return self
@@ -70,6 +73,9 @@ class ScriptedBackend:
             return Outcome(status, 0 if status == "succeeded" else 1)
         finally:
             self.running -= 1
+
+    def kill(self) -> None:
+        self.kills += 1
 
 
 def job(index: int) -> Job:
@@ -108,6 +114,27 @@ def test_a_shared_limiter_caps_two_runs_together() -> None:
 
     run(main)
     assert backend.max_running == 3
+
+
+def test_a_limit_counts_slots_of_jobs_per_slot_jobs() -> None:
+    """A backend packing 3 jobs into one remote job gets 3 jobs per slot of the limit."""
+    backend = ScriptedBackend(lambda i, a: (1, "succeeded"), jobs_per_slot=3)
+
+    async def main() -> None:
+        await run_jobs(jobs(20), backend, 2)
+
+    run(main)
+    assert backend.max_running == 6
+
+
+def test_a_limiter_passed_in_is_used_as_it_is() -> None:
+    backend = ScriptedBackend(lambda i, a: (1, "succeeded"), jobs_per_slot=3)
+
+    async def main() -> None:
+        await run_jobs(jobs(20), backend, trio.CapacityLimiter(2))
+
+    run(main)
+    assert backend.max_running == 2
 
 
 def test_jobs_are_pulled_only_when_a_slot_is_free() -> None:
@@ -257,6 +284,26 @@ def test_stop_now_kills_running_jobs_and_each_gets_a_record(tmp_path: Path) -> N
     assert statuses == ["killed"] * 3
 
 
+def test_kill_stops_now_and_tells_the_backend(tmp_path: Path) -> None:
+    backend = ScriptedBackend(lambda i, a: (100, "succeeded"))
+    log = tmp_path / "log.jsonl"
+
+    async def main() -> None:
+        joblog = JobLog.create(log, {})
+        runner = Runner(backend, 2, joblog=joblog)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(runner.run, jobs(10))
+            await trio.sleep(7)
+            runner.kill()
+        joblog.close()
+        assert runner.summary().stopped == "interrupted"
+
+    run(main)
+    assert backend.kills == 1
+    statuses = [json.loads(line)["status"] for line in log.read_text().splitlines()[1:]]
+    assert statuses == ["killed"] * 2
+
+
 def test_output_is_copied_as_one_block_per_job(capfd: pytest.CaptureFixture[str]) -> None:
     backend = ScriptedBackend(lambda i, a: (3 - i, "succeeded"), output=True)
 
@@ -311,6 +358,28 @@ def test_a_backend_exception_propagates() -> None:
     with pytest.raises(BaseExceptionGroup) as info:
         run(main)
     assert info.group_contains(RuntimeError, match="backend bug")
+
+
+def test_a_broken_backend_cancels_the_run_and_its_error_is_raised_as_it_is() -> None:
+    """One ``except BackendError`` catches a backend's failure, at start or mid-run."""
+
+    class Breaks(ScriptedBackend):
+        async def run(self, attempt: Attempt) -> Outcome:
+            if attempt.job.index == 3:
+                await trio.sleep(2)
+                raise BackendError("the cluster went away")
+            return await super().run(attempt)
+
+    backend = Breaks(lambda i, a: (100, "succeeded"))
+    runner = Runner(backend, 4)
+
+    async def main() -> None:
+        with pytest.raises(BackendError, match=r"^the cluster went away$"):
+            await runner.run(jobs(10))
+
+    run(main)
+    assert backend.attempts == [(0, 1), (1, 1), (2, 1)]  # none launched after, all cancelled
+    assert (runner.summary().stopped, runner.statistics().running) == ("error", 0)
 
 
 def test_statistics_and_repr_show_the_state() -> None:

@@ -193,3 +193,27 @@ def test_an_abort_before_start_runs_nothing(tmp_path: Path) -> None:
     a = attempt(tmp_path, (sys.executable, "-c", "open('x', 'w')"), abort=abort)
     assert run_one(a).status == "killed"
     assert not a.stdout.exists()
+
+
+def test_kill_ends_a_job_that_ignores_sigterm_without_the_grace(tmp_path: Path) -> None:
+    """A second Ctrl-C: SIGKILL at once, and the attempt still ends as "killed"."""
+    ready = tmp_path / "ready"
+    stubborn = ("sh", "-c", f"trap '' TERM; touch {ready}; sleep 60")
+
+    async def main() -> Outcome:
+        abort = trio.Event()
+        async with LocalBackend(grace=60) as backend, trio.open_nursery() as nursery:
+            result: list[Outcome] = []
+
+            async def go() -> None:
+                result.append(await backend.run(attempt(tmp_path, stubborn, abort=abort)))
+
+            nursery.start_soon(go)
+            while not ready.exists():
+                await trio.sleep(0.02)
+            abort.set()  # SIGTERM, ignored: the grace would run for a minute
+            await trio.sleep(0.1)
+            backend.kill()
+        return result[0]
+
+    assert trio.run(main) == Outcome("killed", None, signal.SIGKILL)

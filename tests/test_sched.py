@@ -1,4 +1,5 @@
-"""The dispatcher's slice hint: it takes on Linux >= 6.12, and jobs never inherit it."""
+"""The dispatcher's slice hint: it takes on Linux >= 6.12, jobs never inherit it, the local
+backend applies it itself, and ``RANGEEXPR_NO_SCHED_HINT=1`` turns it off."""
 
 from __future__ import annotations
 
@@ -39,11 +40,29 @@ print(json.dumps({
 """
 
 
-def probe(*args: str) -> dict[str, int | bool | None]:
+# Entering a LocalBackend under trio: the slice of the thread running trio, inside.
+BACKEND_PROBE = """
+import json, threading, trio
+from runner import LocalBackend
+
+async def main():
+    async with LocalBackend():
+        for line in open(f"/proc/self/task/{threading.get_native_id()}/sched"):
+            if line.startswith("se.slice"):
+                return int(line.split(":")[1])
+
+print(json.dumps({"slice": trio.run(main)}))
+"""
+
+
+def probe(*args: str, code: str = PROBE, off: bool = False) -> dict[str, int | bool | None]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RANGEEXPR_NO_SCHED_HINT", None)
+    if off:
+        env["RANGEEXPR_NO_SCHED_HINT"] = "1"
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    ).stdout  # fmt: skip
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env
+    ).stdout
     result: dict[str, int | bool | None] = json.loads(out)
     return result
 
@@ -66,6 +85,19 @@ def test_the_dispatcher_gets_a_short_slice_and_its_jobs_the_default() -> None:
     assert result["slice"] == 300_000
     assert result["child_slice"] != 300_000  # reset on fork: jobs are scheduled as before
     assert result["child_nice"] == 0
+
+
+@needs_slices
+def test_the_environment_variable_turns_it_off() -> None:
+    result = probe(off=True)
+    assert result["took"] is False
+    assert result["slice"] != 300_000
+
+
+@needs_slices
+def test_entering_the_local_backend_applies_it_unless_turned_off() -> None:
+    assert probe(code=BACKEND_PROBE)["slice"] == 300_000
+    assert probe(code=BACKEND_PROBE, off=True)["slice"] != 300_000
 
 
 @needs_slices

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from runner._slurm import (
     _SCRIPT,
     Row,
     SlurmBackend,
+    _move,
     _quote,
     parse_config,
     parse_squeue,
@@ -426,3 +428,30 @@ def test_the_batch_script_runs_its_task_exactly_and_leaves_the_status(tmp_path: 
     missing = task(7)
     assert missing.returncode == 70
     assert "no task 7" in missing.stderr
+
+
+def test_output_is_moved_without_following_a_symlink_and_emptied_when_absent(
+    tmp_path: Path,
+) -> None:
+    source, target, victim = tmp_path / "0.out", tmp_path / "job.out", tmp_path / "victim"
+    source.write_text("output\n")
+    victim.write_text("untouched")
+    target.symlink_to(victim)
+    _move(source, target)
+    assert not target.is_symlink()
+    assert (target.read_text(), victim.read_text()) == ("output\n", "untouched")
+    assert not source.exists()
+    _move(tmp_path / "never-written.out", target)  # a task that never ran: no stale output
+    assert target.read_text() == ""
+
+
+def test_output_is_copied_across_file_systems(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        source = Path(other) / "0.err"
+        source.write_bytes(b"\xff" * 3_000_000)
+        _move(source, tmp_path / "job.err")
+    assert (tmp_path / "job.err").read_bytes() == b"\xff" * 3_000_000
+    assert [p.name for p in tmp_path.iterdir()] == ["job.err"]  # no temporary file left
