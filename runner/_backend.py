@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import trio
 
@@ -69,6 +69,9 @@ class Outcome:
     signal: int | None = None
     backend_id: str | None = None  # e.g. the Ray submission id
     message: str | None = None  # why, when the status alone does not say (lost, ...)
+    # More fields for the job-log record (e.g. "metrics", "resources"): JSON values, never
+    # overriding the fields above.
+    extra: Mapping[str, Any] | None = None
 
 
 class Backend(Protocol):

@@ -198,6 +198,7 @@ class JobLog:
                 "attempt": attempt,
                 "backend_id": outcome.backend_id,
                 **({"message": outcome.message} if outcome.message else {}),
+                **(outcome.extra or {}),
             }
         )
 
