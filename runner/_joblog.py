@@ -187,6 +187,7 @@ class JobLog:
         """Write one finished attempt."""
         self._write(
             {
+                **(outcome.extra or {}),  # first, so it can never override the fields below
                 "index": job.index,
                 "values": dict(job.values),
                 "command": job.command,
@@ -198,7 +199,6 @@ class JobLog:
                 "attempt": attempt,
                 "backend_id": outcome.backend_id,
                 **({"message": outcome.message} if outcome.message else {}),
-                **(outcome.extra or {}),
             }
         )
 
