@@ -7,8 +7,9 @@ many CPUs as the throttle, so the throttle is what bounds both. Runs alternate (
 ours, ...) so load hits both alike; medians. Each timing runs from the first submission
 to the last task known to have ended; ours includes the runner's bookkeeping.
 
-Not measured yet: ``--per-job 20`` vs one point per task, which needs node-side batching
-(several points per task, run there by ``rangeexpr run --slice``), a later step.
+Then ``--per-job 20`` vs one point per task: the same 200 ``true`` points through the real
+CLI (``rangeexpr run --backend slurm -j 4``), 20 to a task run there by ``rangeexpr run
+--slice``, vs one to a task. Points/s ratio, target >= 5x.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 POINTS = 200
 THROTTLE = 4
 REPEAT = 3
+PER_JOB = 20
 
 
 def ours(env: Mapping[str, str], work: Path) -> float:
@@ -75,6 +77,22 @@ def baseline(env: Mapping[str, str], work: Path) -> float:
         time.sleep(0.2)
 
 
+def cli(env: Mapping[str, str], work: Path, per_job: int) -> float:
+    """Seconds for ``rangeexpr run --backend slurm`` to run the sweep, ``per_job`` to a task."""
+    bin_dir = str(Path(sys.executable).parent)  # the node-side run needs our rangeexpr
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "rangeexpr", "run", "--no-progress", "--backend", "slurm",
+         "-j", str(THROTTLE), "--per-job", str(per_job), f"X=range:{POINTS}",
+         "--exec", "true $X"],
+        capture_output=True, text=True, cwd=work, check=False,
+        env={**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"},
+    )  # fmt: skip
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    return took
+
+
 def main() -> None:
     from slurm_cluster import slurm_cluster
 
@@ -94,6 +112,17 @@ def main() -> None:
             b / o,
             0.9,
             f"ours {POINTS / o:.2f} jobs/s, baseline {POINTS / b:.2f} jobs/s, -j {THROTTLE}",
+        )
+        one_t, packed_t = [], []
+        for _ in range(REPEAT):
+            one_t.append(cli(cluster.env, work, 1))
+            packed_t.append(cli(cluster.env, work, PER_JOB))
+        one, packed = statistics.median(one_t), statistics.median(packed_t)
+        report(
+            f"Slurm: --per-job {PER_JOB} vs one point per task (points/s, through the CLI)",
+            one / packed,
+            5.0,
+            f"{POINTS / packed:.2f} vs {POINTS / one:.2f} points/s, -j {THROTTLE}",
         )
 
 

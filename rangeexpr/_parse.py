@@ -19,7 +19,7 @@ from ._errors import ParseError
 from ._grammar import lark_parser
 from ._text import EscapeError, unquote
 
-__all__ = ["KINDS", "parse", "parse_number"]
+__all__ = ["KINDS", "RESERVED", "RUNTIME_NAMES", "parse", "parse_number"]
 
 KINDS = ("case", "linspace", "range", "arange", "logspace", "geomspace")
 _KIND_LIST = ", ".join(KINDS)
@@ -42,6 +42,9 @@ _NUMBER = re.compile(
 _NONFINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 _WORD_AT = re.compile(r"[^\s=:,]+")
 _CASE_PREFIX = re.compile(r"\s*[^=]*=\s*case\s*:")
+# The variables rangeexpr sets for each job, usable in templates: a range must not shadow them.
+RESERVED = "RANGEEXPR_"
+RUNTIME_NAMES = ("RANGEEXPR_INDEX", "RANGEEXPR_COUNT", "RANGEEXPR_SLOT", "RANGEEXPR_GPUS")
 
 
 def parse_number(text: str) -> int | float | None:
@@ -100,6 +103,13 @@ def _build(source: str, tree: Tree[Token]) -> RangeExpr:
         kind, kind_span = str(kind_tok), _span(kind_tok)
         args = tuple(_number_arg(source, a) for a in arg_tree.children if isinstance(a, Tree))
         _check_numeric_args(source, kind, kind_span, args)
+    if name_tok.startswith(RESERVED):
+        raise ParseError(
+            f"names starting with {RESERVED} are reserved for the variables rangeexpr sets "
+            f"for each job ({', '.join(RUNTIME_NAMES)}): rename the range",
+            source,
+            _span(name_tok),
+        )
     return RangeExpr(
         name=str(name_tok),
         kind=kind,

@@ -80,6 +80,15 @@ class Point(Mapping[str, Value]):
         inner = ", ".join(f"{n}={v!r}" for n, v in zip(self._layout.names, self._row))
         return f"Point({int_text(self._index)}: {inner})"
 
+    def values_in(self, names: tuple[str, ...]) -> tuple[Value, ...]:
+        """The values in the order of ``names``, the same names as this point's (a sweep's
+        points keep them in one order; the grids of a union may differ)."""
+        layout = self._layout
+        if layout.names is names or layout.names == names:
+            return self._row
+        row, at = self._row, layout.positions
+        return tuple([row[at[name]] for name in names])
+
     def text(self, name: str) -> str:
         """The text a template writes for ``name``: a case value exactly as written."""
         layout = self._layout

@@ -328,7 +328,10 @@ def read_joblog_records(
     Several logs (one per shard, or one per resumed run) are merged. Each point keeps its
     latest attempt: the record with the latest ``start``, then the highest ``attempt``,
     then the one read last (a resumed log holds earlier attempts, and a resume numbers
-    attempts from 1 again). Logs of different sweeps cannot be merged. ``commands=True``
+    attempts from 1 again). A log continued by a resumed run that changed the sweep holds
+    that run's header too; its indices may name other points, so points are then matched
+    by their values, and ``index`` is the latest attempt's. Logs of different sweeps
+    cannot be merged. ``commands=True``
     keeps each point's command as a ``command`` column. ``progress`` is called now and
     then with the bytes read so far. Raises RangeExprError for a file that is missing or
     is not a job log.
@@ -429,6 +432,7 @@ class _Reader:
             "duration": _Column(_floats, 0, 0),
         }
         self.command = _Column(_objects, 0, 0) if commands else None
+        self.regrown = False  # a later header: a resumed run changed the sweep
 
     def read(self, path: Path, progress: Progress | None) -> None:
         """Read one more log."""
@@ -497,7 +501,13 @@ class _Reader:
                 if line.isspace():
                     continue
                 r = loads(line)
-                i = r["index"]
+                try:
+                    i = r["index"]
+                except KeyError:
+                    if r.get("format") != JOBLOG_FORMAT:
+                        raise
+                    self._later_header(r)
+                    continue
                 if type(i) is not int or i < 0:  # as the runner reads a log for --resume
                     raise ValueError(f'"index" is {json.dumps(i)}, not a whole number >= 0')
                 index(i)
@@ -531,6 +541,16 @@ class _Reader:
             what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
             raise RangeExprError(f"{path}:{lineno}: not a job log record ({what})") from None
 
+    def _later_header(self, header: dict[str, Any]) -> None:
+        """A header after records: a resumed run that changed the sweep (grew it, say).
+
+        Its indices may name other points than the earlier runs' did, so points are then
+        told apart by their values (``records``). A new axis gets its kind from it.
+        """
+        self.regrown = True
+        for name, kind in _axis_kinds(header.get("source")).items():
+            self.kinds.setdefault(name, kind)
+
     def _flush(self) -> None:
         for col in self.fixed.values():
             col.flush()
@@ -543,8 +563,12 @@ class _Reader:
     def records(self, logs: tuple[Path, ...]) -> JobRecords:
         n = self.rows
         fixed = {k: c.array(n) for k, c in self.fixed.items()}
-        keep = _latest(fixed["index"], fixed["start"], fixed["attempt"])
         axes = {k: c.array(n) for k, c in self.axes.columns.items()}
+        if self.regrown and axes:  # by values: the index of a point changed between runs
+            keep = _latest(_point_ids(list(axes.values())), fixed["start"], fixed["attempt"])
+            keep = keep[_order(fixed["index"][keep], descending=False)]
+        else:
+            keep = _latest(fixed["index"], fixed["start"], fixed["attempt"])
         metrics = {k: c.array(n) for k, c in self.metrics.columns.items()}
         columns = [("index", fixed["index"]), *axes.items(), *((k, fixed[k]) for k in FIXED)]
         columns += metrics.items()
@@ -585,6 +609,23 @@ def _latest(index: Array, start: Array, attempt: Array) -> Array:
     sorted_index = index[ordered]
     last: Array = np.append(sorted_index[1:] != sorted_index[:-1], True)
     return ordered[last]
+
+
+def _point_ids(columns: list[Array]) -> Array:
+    """One id per row, equal for the rows whose values are equal in every column."""
+    codes = [factorize(col)[0] for col in columns]
+    n = len(codes[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.intp)
+    order = np.lexsort(codes[::-1])
+    changed = np.zeros(n, dtype=bool)
+    changed[0] = True
+    for c in codes:
+        sc = c[order]
+        changed[1:] |= sc[1:] != sc[:-1]
+    ids = np.empty(n, dtype=np.intp)
+    ids[order] = np.cumsum(changed) - 1
+    return ids
 
 
 def _axis_kinds(source: object) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 TABLES: dict[str, dict[str, Any]] = {}
 
-# rangeexpr.lark, sha256 5c645791ce7022d704f973cae220b6ad7c2fdcc41efeb588c0fba53ec82f91ee
+# rangeexpr.lark, sha256 c959ac2235370bd54c2a5cc619111d2e19a0846fc8fc12888ab67260c63c6c0f
 TABLES['rangeexpr.lark'] = {'data': {'__type__': 'Lark',
           'options': {'_plugins': {},
                       'ambiguity': 'auto',
@@ -219,8 +219,8 @@ TABLES['rangeexpr.lark'] = {'data': {'__type__': 'Lark',
               'pattern': {'__type__': 'PatternRE',
                           '_width': [1, 18446744073709551616],
                           'flags': [],
-                          'raw': '/[^,"\'\\\\\\s]+(?:[ \\t]+[^,"\'\\\\\\s]+)*/',
-                          'value': '[^,"\'\\\\\\s]+(?:[ \t]+[^,"\'\\\\\\s]+)*'},
+                          'raw': '/[^,"\'\\\\\\s][^,"\\\\\\s]*(?:[ \\t]+[^,"\\\\\\s]+)*/',
+                          'value': '[^,"\'\\\\\\s][^,"\\\\\\s]*(?:[ \t]+[^,"\\\\\\s]+)*'},
               'priority': 0},
           6: {'__type__': 'TerminalDef',
               'name': 'ESCAPE',

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +25,12 @@ from ._text import format_value
 if TYPE_CHECKING:
     from ._axes import Axis
     from ._layout import Layout
-    from ._sweep import Sweep
+    from ._points import BaseSweep
 
 # (text table or None, stride, size, position in the row, formatter of the value)
 _Step = tuple[list[str] | None, int, int, int, Callable[[Value], str]]
 
-__all__ = ["Command", "Field", "Template"]
+__all__ = ["Command", "Derived", "Field", "Template", "WithRuntime", "check_env"]
 
 _FIELD = re.compile(
     r"""\$(?:
@@ -76,6 +76,111 @@ def _scan(source: str) -> list[_Piece]:
             pieces.append(Field(name, m.group("spec"), (m.start(), m.end())))
     pieces.append((source[pos:], pos))
     return pieces
+
+
+class WithRuntime(Mapping[str, Value]):
+    """A point's values and the variables known when its job runs, for ``render``.
+
+    ``runtime`` maps a name such as ``RANGEEXPR_SLOT`` to its value; a range cannot have
+    such a name (``_parse.RESERVED``), so nothing is shadowed. Rendering through it is
+    slower than from the point itself: only templates that name a runtime variable use it.
+    """
+
+    __slots__ = ("index", "point", "runtime")
+
+    def __init__(self, point: Point, runtime: Mapping[str, Any]):
+        self.point = point
+        self.runtime = runtime
+        self.index = point.index
+
+    def __getitem__(self, name: str) -> Value:
+        if name in self.runtime:
+            value: Value = self.runtime[name]
+            return value
+        return self.point[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.point
+        yield from self.runtime
+
+    def __len__(self) -> int:
+        return len(self.point) + len(self.runtime)
+
+    def text(self, name: str) -> str:
+        """The value's text: as written in the range, or the runtime value's."""
+        if name in self.runtime:
+            return format_value(self.runtime[name])
+        return self.point.text(name)
+
+
+class Derived:
+    """The ``-e`` values rendered in order, each usable by the later ones and the command.
+
+    A derived value's text is what its ``-e`` template rendered. Templates that name no
+    ``-e`` value render from the point itself (the fast path); the others through a
+    ``WithRuntime`` holding the values rendered so far.
+    """
+
+    __slots__ = ("_steps", "names")
+
+    def __init__(self, env: Mapping[str, Template]):
+        self.names = frozenset(env)
+        self._steps = tuple((name, t, bool(t.names & self.names)) for name, t in env.items())
+
+    @classmethod
+    def needed(
+        cls, env: Mapping[str, Template], *templates: Template | Command | None
+    ) -> Derived | None:
+        """A Derived if ``env`` or one of ``templates`` names an ``-e`` value, else None:
+        then each template renders from the point alone, as fast as without ``-e``."""
+        names = frozenset(env)
+        every = (*env.values(), *templates)
+        if any(t is not None and not t.names.isdisjoint(names) for t in every):
+            return cls(env)
+        return None
+
+    def render(self, values: Point | WithRuntime) -> tuple[dict[str, str], WithRuntime]:
+        """The ``-e`` texts, and the values to render the command with (the point's, the
+        runtime ones of ``values``, and the ``-e`` texts)."""
+        if isinstance(values, WithRuntime):
+            runtime = dict(values.runtime)
+            point = values.point
+        else:
+            runtime, point = {}, values
+        out = WithRuntime(point, runtime)
+        env = {}
+        for name, template, derived in self._steps:
+            text = template.render(out if derived else values)
+            env[name] = runtime[name] = text
+        return env, out
+
+
+def check_env(
+    env: Sequence[tuple[str, Template]], sweep: BaseSweep, *, runtime: Collection[str] = ()
+) -> None:
+    """Check the ``-e`` templates in order: each may name a range, a runtime variable or an
+    ``-e`` value given before it; a name that is both a range and an ``-e`` value, or an
+    ``-e`` value used before it is defined (a cycle, too), is a TemplateError."""
+    order = {name: k for k, (name, _) in enumerate(env)}
+    for name, template in env:
+        if name in sweep.names:
+            raise TemplateError(
+                f"-e {name} names a range too: rename one of them",
+                f"{name}={template.source}",
+                (0, len(name)),
+            )
+    for k, (name, template) in enumerate(env):
+        for f in template.fields:
+            later = order.get(f.name)
+            if later is not None and later >= k:
+                what = "itself" if later == k else f"-e {f.name}, given after it"
+                raise TemplateError(
+                    f"-e {name} uses ${f.name}, which is {what}: an -e value may use only "
+                    "the ranges and the -e values given before it",
+                    template.source,
+                    f.span,
+                )
+        template.check(sweep, runtime=(*runtime, *(n for n, _ in env[:k])))
 
 
 def _require_str(source: object, what: str) -> str:
@@ -164,9 +269,12 @@ class Template:
         self._plans[id(layout)] = (layout, plan)
         return plan
 
-    def check(self, sweep: Sweep, /) -> None:
-        """Raise TemplateError for a name no range defines or a spec its values reject."""
-        _check_fields(self.source, self.fields, sweep)
+    def check(self, sweep: BaseSweep, /, *, runtime: Collection[str] = ()) -> None:
+        """Raise TemplateError for a name no range defines or a spec its values reject.
+
+        ``runtime``: names given when the job runs (``RANGEEXPR_SLOT``...), not by ranges.
+        """
+        _check_fields(self.source, self.fields, sweep, runtime=runtime)
 
 
 def _shown(value: Value) -> str:
@@ -199,9 +307,19 @@ def _sample_indices(axis: Axis) -> Iterable[int]:
 
 
 def _check_fields(
-    source: str, fields: Iterable[Field], sweep: Sweep, *, integers: Iterable[Field] = ()
+    source: str,
+    fields: Iterable[Field],
+    sweep: BaseSweep,
+    *,
+    integers: Iterable[Field] = (),
+    runtime: Collection[str] = (),
 ) -> None:
-    """Every field names a range, its spec formats the samples, and ``integers`` are ints."""
+    """Every field names a range, its spec formats the samples, and ``integers`` are ints.
+
+    A field naming one of ``runtime`` (given when the job runs) is left for then.
+    """
+    fields = [f for f in fields if f.name not in runtime]
+    integers = [f for f in integers if f.name not in runtime]
     for f in fields:
         if f.name not in sweep.names:
             raise _undefined(f, source, sweep.names)
@@ -332,10 +450,13 @@ class Command:
             _check_integer(texts[k], self.fields[k], self.source, where)
         return [texts[k] for k in self._params]
 
-    def check(self, sweep: Sweep, /) -> None:
-        """Raise TemplateError for a name no range defines or a spec its values reject."""
+    def check(self, sweep: BaseSweep, /, *, runtime: Collection[str] = ()) -> None:
+        """Raise TemplateError for a name no range defines or a spec its values reject.
+
+        ``runtime``: names given when the job runs (``RANGEEXPR_SLOT``...), not by ranges.
+        """
         integers = [self.fields[k] for k in self._integers]
-        _check_fields(self.source, self.fields, sweep, integers=integers)
+        _check_fields(self.source, self.fields, sweep, integers=integers, runtime=runtime)
 
 
 def _command(source: str, shell: bool) -> Command:

@@ -43,8 +43,18 @@ from ._backend import (
 )
 from ._joblog import JobLog, JobLogBusy, JobLogError, Resumed, read_joblog
 from ._local import LocalBackend
+from ._metrics import Metric, MetricError, Metrics
 from ._policy import Halt, parse_halt
-from ._run import Runner, RunStatistics, SlowJob, Summary, run_jobs
+from ._resources import (  # issue 13: resources
+    Grant,
+    Pool,
+    Request,
+    ResourceError,
+    detect_gpus,
+    memory_limiter,
+    resource_name,
+)
+from ._run import FailedJob, Runner, RunStatistics, SlowJob, Summary, run_jobs
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
@@ -69,14 +79,22 @@ __all__ = [
     "Backend",
     "BackendError",
     "Batching",
+    "FailedJob",
+    "Grant",  # issue 13
     "Halt",
     "Job",
     "JobLog",
     "JobLogBusy",
     "JobLogError",
     "LocalBackend",
+    "Metric",
+    "MetricError",
+    "Metrics",
     "Outcome",
+    "Pool",  # issue 13
     "RayBackend",
+    "Request",  # issue 13
+    "ResourceError",  # issue 13
     "Resumed",
     "RunStatistics",
     "Runner",
@@ -85,7 +103,10 @@ __all__ = [
     "Status",
     "StorageError",
     "Summary",
+    "detect_gpus",  # issue 13
+    "memory_limiter",  # issue 13
     "parse_halt",
     "read_joblog",
+    "resource_name",  # issue 13
     "run_jobs",
 ]

@@ -15,14 +15,17 @@ command is; the caller (``rangeexpr/_batch.py``) does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import trio
 
+from ._resources import Request  # issue 13: resources
+
 Status = Literal["succeeded", "failed", "timed_out", "killed", "lost"]
+_NOTHING = Request()  # issue 13: what a job asks for by default
 
 
 class BackendError(Exception):
@@ -46,6 +49,12 @@ class Job:
     command: str  # one /bin/sh command line equivalent to argv: what the log shows, what Ray runs
     env: Mapping[str, str]  # extra environment: the -e values, RANGEEXPR_INDEX, RANGEEXPR_COUNT
     values: Mapping[str, int | float | str]  # the point's typed values, for the job log
+    # issue 13: resources. What the job asks for (a backend with a pool waits until it
+    # fits), and, for a job whose command or environment names its slot or GPUs, the
+    # rendering finished once they are known: ``finish({"RANGEEXPR_SLOT": "0", ...})`` is
+    # the job to run, ``argv``/``command``/``env`` rendered with those values.
+    request: Request = _NOTHING
+    finish: Callable[[Mapping[str, str]], Job] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,9 @@ class Outcome:
     # More fields for the job-log record (e.g. "metrics", "resources"): JSON values, never
     # overriding the fields above.
     extra: Mapping[str, Any] | None = None
+    # issue 13: resources. Seconds the attempt waited for its resources before it started:
+    # the runner counts its start and duration from the end of that wait.
+    queued: float = 0.0
 
 
 class Backend(Protocol):

@@ -1,5 +1,8 @@
 """The job log: JSON Lines, a header naming the sweep, then one record per finished attempt.
 
+A resumed run that changed the sweep (grown, narrowed) appends a header of its own before
+its records (``JobLog.append_at`` then ``add_header``), so one log can hold several runs.
+
 One run writes a log at a time: a ``JobLog`` holds an exclusive ``flock`` on a lock file
 beside the log (``LOG.lock``, holding the writer's PID, removed when it closes) from before
 the log is read for ``--resume`` until the run ends, so a second run on the same log is
@@ -65,41 +68,77 @@ def read_joblog(
     size: int | None = None,
     *,
     check_header: Callable[[dict[str, Any]], None] | None = None,
+    on_record: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Resumed:
     """Read a job log written by ``JobLog``; JobLogError if it is not one.
 
     Every record must say exactly which point it is: an ``index`` that is a whole number
     (not a float, a bool or text), from 0 to ``size - 1`` when ``size`` (the full sweep's)
     is given. Anything else makes the log invalid, with ``file:line``, rather than being
-    read as some other point. ``check_header`` sees the header before any record, so a log
-    of another sweep is refused as that, not for its indices.
+    read as some other point. ``check_header`` sees each header before the records after
+    it, so a log of another sweep is refused as that, not for its indices. ``header`` is
+    the first one (a log resumed by a grown sweep holds one per run, see ``_scan``).
+    ``on_record(index, record)``, if given, sees each record instead of ``succeeded``
+    collecting indices (then left empty): a caller matching points by their values keeps
+    what it needs, not every index.
     """
     succeeded: set[int] = set()
-    header: dict[str, Any] | None = None
+    headers: list[dict[str, Any]] = []
+
+    def on_header(header: dict[str, Any]) -> None:
+        headers.append(header)
+        if check_header is not None:
+            check_header(header)
+
+    def on_succeeded(index: int, record: dict[str, Any]) -> None:
+        if record.get("status") == "succeeded":
+            succeeded.add(index)
+
+    end = _scan(path, on_header, on_succeeded if on_record is None else on_record, size)
+    return Resumed(headers[0], frozenset(succeeded), end)
+
+
+def _scan(
+    path: Path,
+    on_header: Callable[[dict[str, Any]], None],
+    on_record: Callable[[int, dict[str, Any]], None],
+    size: int | None = None,
+) -> int:
+    """Read a job log in order: ``on_header`` for each header, ``on_record(index, record)``
+    for each record; the byte offset after its last whole line.
+
+    A log holds one header per run appended to it (a resumed run of a grown sweep starts
+    with its own header line), each before its records. A header is a line with the
+    ``format`` and no ``index``; the first line must be one. Records are checked as
+    ``read_joblog`` says.
+    """
+    header_seen = False
     end = 0
+    loads = json.loads
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.endswith(b"\n"):
                 break  # cut short by a crash mid-write: ignore it, it will be overwritten
-            where = f"{path}:{lineno}"
             try:
-                record = json.loads(raw)
+                record = loads(raw)
             except ValueError:
-                raise JobLogError(f"{where}: not a JSON line; is this a job log?") from None
-            if header is None:
-                if not isinstance(record, dict) or record.get("format") != FORMAT:
-                    raise JobLogError(f"{path} is not a rangeexpr job log (no header line)")
-                header = record
-                if check_header is not None:
-                    check_header(header)
+                raise JobLogError(f"{path}:{lineno}: not a JSON line; is this a job log?") from None
+            if isinstance(record, dict) and "index" not in record and "format" in record:
+                if record["format"] != FORMAT:
+                    raise JobLogError(f"{path}:{lineno}: a header of another format, not {FORMAT}")
+                header_seen = True
+                on_header(record)
+            elif not header_seen:
+                raise JobLogError(f"{path} is not a rangeexpr job log (no header line)")
             else:
-                index = _index(record, size, where)
-                if record.get("status") == "succeeded":
-                    succeeded.add(index)
+                index = record.get("index") if isinstance(record, dict) else None
+                if not (type(index) is int and index >= 0 and (size is None or index < size)):
+                    index = _index(record, size, f"{path}:{lineno}")
+                on_record(index, record)
             end += len(raw)
-    if header is None:
+    if not header_seen:
         raise JobLogError(f"{path} is empty: not a rangeexpr job log")
-    return Resumed(header, frozenset(succeeded), end)
+    return end
 
 
 def _index(record: object, size: int | None, where: str) -> int:
@@ -171,15 +210,24 @@ class JobLog:
     ) -> Resumed:
         """Read the log (see ``read_joblog``), then append after its last complete line."""
         resumed = read_joblog(self.path, size, check_header=check_header)
+        self.append_at(resumed.end)
+        return resumed
+
+    def append_at(self, end: int) -> None:
+        """Continue the log after byte ``end``, the end of its last whole line (as read by
+        ``scan_joblog``): a line cut short by a crash is cut off."""
         self._open(0)
         fd = self._fd_or_fail()
         try:
-            if os.fstat(fd).st_size > resumed.end:
-                os.ftruncate(fd, resumed.end)  # a line cut short by a crash
+            if os.fstat(fd).st_size > end:
+                os.ftruncate(fd, end)  # a line cut short by a crash
         except OSError as exc:
             raise self._fail(exc) from exc
-        self._end = resumed.end
-        return resumed
+        self._end = end
+
+    def add_header(self, header: Mapping[str, Any]) -> None:
+        """Begin another run in a log continued with ``append_at``: its own header line."""
+        self._write({"format": FORMAT, **header})
 
     def record(
         self, job: Job, attempt: int, outcome: Outcome, start: float, duration: float

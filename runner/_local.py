@@ -28,6 +28,7 @@ with the scheduler hint of ``_sched.py``, which entering the backend applies to 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -39,7 +40,16 @@ from pathlib import Path
 
 import trio
 
-from ._backend import Attempt, Outcome, Status, StorageError
+from ._backend import Attempt, Job, Outcome, Status, StorageError
+from ._resources import (
+    Grant,
+    MemoryLimit,
+    MemoryLimiter,
+    Pool,
+    ResourceError,
+    format_size,
+    inherit_affinity,
+)
 from ._sched import favour_dispatch
 
 __all__ = ["LocalBackend"]
@@ -72,17 +82,36 @@ class LocalBackend:
     Entering it gives the calling thread (the one running trio) a short scheduler slice
     for the rest of its life, jobs keeping the default (``_sched.py``;
     ``RANGEEXPR_NO_SCHED_HINT=1`` turns it off).
+
+    With a ``pool`` (``_resources.Pool``) each attempt first waits until its job's
+    ``request`` fits, then runs with what it was given: its slot and GPUs in the
+    environment (``RANGEEXPR_SLOT``, ``RANGEEXPR_GPUS``, ``CUDA_VISIBLE_DEVICES``, thread
+    counts), pinned to its cores, and with ``memory`` (a cgroup v2 limiter, where one could
+    be made) held to its memory. The job log records the request and the grant. A request
+    the pool can never grant fails the attempt with the reason; callers check requests
+    before running (``Pool.check``).
     """
 
     name = "local"
     jobs_per_slot = 1
 
-    def __init__(self, grace: float = 2.0, *, keep_leftovers: bool = False):
+    def __init__(
+        self,
+        grace: float = 2.0,
+        *,
+        keep_leftovers: bool = False,
+        pool: Pool | None = None,
+        memory: MemoryLimiter | None = None,
+    ):
         self.grace = grace
         self.keep_leftovers = keep_leftovers
+        self.pool = pool
+        self.memory = memory
         self._base_env: dict[str, str] = {}
         # The running children, by the abort event of their attempts (one per run).
         self._running: dict[trio.Event, set[_Child]] = {}
+        # The attempts waiting for their resources, by abort event: cancelled on abort.
+        self._waiting: dict[trio.Event, set[trio.CancelScope]] = {}
 
     async def __aenter__(self) -> LocalBackend:
         self._base_env = dict(os.environ)
@@ -96,6 +125,48 @@ class LocalBackend:
         """Run one attempt; StorageError if its output files cannot be opened."""
         if attempt.abort.is_set():
             return Outcome("killed", None)
+        if self.pool is None:
+            return await self._run(attempt, attempt.job, None)
+        return await self._run_in_pool(attempt, self.pool)
+
+    async def _run_in_pool(self, attempt: Attempt, pool: Pool) -> Outcome:
+        """Wait for the job's resources (abort ends the wait), then run it with them."""
+        job = attempt.job
+        try:
+            pool.check(job.request)
+        except ResourceError as exc:
+            _write_note(attempt.stderr, f"rangeexpr: {exc}\n")
+            return Outcome("failed", None, message=str(exc))
+        self._running_of(attempt.abort)  # starts the run's watcher, which ends waits on abort
+        waiting = self._waiting.setdefault(attempt.abort, set())
+        began = trio.current_time()
+        scope = trio.CancelScope()
+        waiting.add(scope)
+        try:
+            with scope:
+                async with pool.allocate(job.request) as grant:
+                    waiting.discard(scope)
+                    if attempt.abort.is_set():
+                        return Outcome("killed", None)
+                    queued = trio.current_time() - began
+                    if job.finish is not None:
+                        job = job.finish(
+                            {
+                                "RANGEEXPR_SLOT": str(grant.slot),
+                                "RANGEEXPR_GPUS": ",".join(grant.gpus),
+                            }
+                        )
+                    outcome = await self._run(attempt, job, grant)
+                    record = {"request": job.request.as_dict(), **grant.as_dict()}
+                    return dataclasses.replace(
+                        outcome, queued=queued, extra={**(outcome.extra or {}), "resources": record}
+                    )
+        finally:
+            waiting.discard(scope)
+        return Outcome("killed", None)  # the wait was cancelled by an abort or kill()
+
+    async def _run(self, attempt: Attempt, job: Job, grant: Grant | None) -> Outcome:
+        """Spawn ``job`` (on ``grant``'s cores, with its environment) and wait for it."""
         running = self._running_of(attempt.abort)
         out = _open_output(attempt.stdout)
         try:
@@ -103,12 +174,16 @@ class LocalBackend:
         except BaseException:
             os.close(out)
             raise
+        limit: MemoryLimit | None = None
         try:
-            child = _Child(self._spawn(attempt, out, err))
+            child = _Child(self._spawn(job, out, err, grant))
+            if self.memory is not None and grant is not None and grant.mem:
+                with contextlib.suppress(OSError):  # not enforced: still accounted
+                    limit = self.memory.limit(child.pid, grant.mem)
         except OSError as exc:
             # Like a shell: 127 when the program is not there, 126 when it cannot run.
             exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
-            message = f"cannot run {attempt.job.argv[0]!r}: {exc.strerror or exc}"
+            message = f"cannot run {job.argv[0]!r}: {exc.strerror or exc}"
             with contextlib.suppress(OSError):  # the outcome carries the message anyway
                 os.write(err, f"rangeexpr: {message}\n".encode())
             return Outcome("failed", exit_code, message=message)
@@ -123,6 +198,14 @@ class LocalBackend:
         finally:
             running.discard(child)
             await child.close()
+            if limit is not None:
+                if limit.oom_killed() and outcome.status != "succeeded":
+                    outcome = dataclasses.replace(
+                        outcome,
+                        message="killed for going over its memory limit of "
+                        f"{format_size(limit.max)}",
+                    )
+                limit.close()
         return outcome
 
     async def _wait(self, child: _Child, timeout: float | None) -> Outcome:
@@ -155,19 +238,35 @@ class LocalBackend:
             for child in running:
                 child.aborted = True
                 child.signal(signal.SIGKILL)
+        for waiting in self._waiting.values():
+            for scope in waiting:
+                scope.cancel()
 
-    def _spawn(self, attempt: Attempt, out: int, err: int) -> int:
-        """Start the job with stdin from /dev/null and its output on ``out`` and ``err``."""
-        job = attempt.job
-        env = {**self._base_env, **job.env}
-        return os.posix_spawn(
-            _resolve(job.argv[0], env.get("PATH")),
-            job.argv,
-            env,
-            file_actions=(*_STDIN, (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, err, 2)),
-            setsid=True,
-            setsigdef=_DEFAULT_SIGNALS,
-        )
+    def _spawn(self, job: Job, out: int, err: int, grant: Grant | None) -> int:
+        """Start the job with stdin from /dev/null and its output on ``out`` and ``err``.
+
+        With a ``grant``: its variables added to the environment, and spawned pinned to
+        its cores (a child inherits the spawning thread's affinity).
+        """
+        if grant is None or self.pool is None:
+            env = {**self._base_env, **job.env}
+            cpus: tuple[int, ...] = ()
+        else:
+            env = {**self._base_env, **job.env, **self.pool.environment(grant, job.env)}
+            cpus = grant.cpus
+        with inherit_affinity(cpus):
+            return os.posix_spawn(
+                _resolve(job.argv[0], env.get("PATH")),
+                job.argv,
+                env,
+                file_actions=(
+                    *_STDIN,
+                    (os.POSIX_SPAWN_DUP2, out, 1),
+                    (os.POSIX_SPAWN_DUP2, err, 2),
+                ),
+                setsid=True,
+                setsigdef=_DEFAULT_SIGNALS,
+            )
 
     def _running_of(self, abort: trio.Event) -> set[_Child]:
         """The running children of ``abort``'s run; the first call starts its watcher.
@@ -189,6 +288,8 @@ class LocalBackend:
         """
         try:
             await abort.wait()
+            for scope in self._waiting.pop(abort, ()):
+                scope.cancel()
             for child in running:
                 child.aborted = True
                 child.signal(signal.SIGTERM)
@@ -303,6 +404,15 @@ def _live_in_group(pgid: int) -> bool:
             if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
                 return True
     return False
+
+
+def _write_note(path: Path, note: str) -> None:
+    """Write ``note`` as the attempt's whole stderr (why it did not run)."""
+    fd = _open_output(path)
+    try:
+        os.write(fd, note.encode())
+    finally:
+        os.close(fd)
 
 
 def _open_output(path: Path) -> int:

@@ -16,6 +16,11 @@ in a worker thread.
 A reader that went away (``| head``) or a stream closed from the start (``>&-``) drops the
 output quietly: the jobs still run and are logged. Any other write error (a full disk) is a
 StorageError.
+
+Two options as GNU Parallel has them: a ``prefix`` (``--tag``) put before every line as it
+is copied (a last line without a newline gets one), and ``InOrder`` (``-k``), which holds
+finished jobs' files, never their contents, until every job started before them has been
+copied.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import select
 import stat
 import sys
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Literal
 
@@ -36,7 +41,7 @@ import trio
 
 from ._backend import StorageError
 
-__all__ = ["ByIndex", "OutputCopier", "Scratch"]
+__all__ = ["ByIndex", "InOrder", "OutputCopier", "Scratch", "last_line"]
 
 _CHUNK = 1 << 16
 _THREAD_ABOVE = 1 << 20  # bytes: smaller files are copied inline, faster than a thread hop
@@ -57,10 +62,13 @@ class OutputCopier:
         self._own: dict[tuple[int, int, int], int] = {}
         weakref.finalize(self, _close_all, self._own)
 
-    async def move(self, path: Path, stream: Literal["stdout", "stderr"]) -> None:
+    async def move(
+        self, path: Path, stream: Literal["stdout", "stderr"], prefix: bytes = b""
+    ) -> None:
         """Copy ``path`` to the named stream, then empty it for the next attempt to reuse.
 
-        An empty or absent file costs one ``stat``: at thousands of jobs/s that matters.
+        ``prefix``: put before each line. An empty or absent file costs one ``stat``: at
+        thousands of jobs/s that matters.
         """
         try:
             size = os.stat(path).st_size
@@ -71,7 +79,7 @@ class OutputCopier:
         async with self._lock:
             target: IO[str] | None = getattr(sys, stream)
             try:
-                await self._copy(path, size, target)
+                await self._copy(path, size, target, prefix)
             except BrokenPipeError:
                 self._drop(target)
             except OSError as exc:
@@ -80,35 +88,35 @@ class OutputCopier:
                 ) from None
         os.truncate(path, 0)
 
-    async def _copy(self, path: Path, size: int, target: IO[str] | None) -> None:
+    async def _copy(self, path: Path, size: int, target: IO[str] | None, prefix: bytes) -> None:
         if target is None or target.closed:  # closed when we started (``>&-``)
             return
         if not isinstance(target, io.TextIOWrapper):  # e.g. rich's wrapper: text, through it
             if size > _THREAD_ABOVE:
-                await trio.to_thread.run_sync(_write_text, path, target)
+                await trio.to_thread.run_sync(_write_text, path, target, prefix)
             else:
-                _write_text(path, target)
+                _write_text(path, target, prefix)
             return
         target.flush()
         try:
             fd = target.fileno()
         except io.UnsupportedOperation:  # in memory: never blocks
-            for chunk in _chunks(path):
+            for chunk in _chunks(path, prefix):
                 target.buffer.write(chunk)
             target.buffer.flush()
             return
         info = os.fstat(fd)
         if stat.S_ISREG(info.st_mode) or (stat.S_ISCHR(info.st_mode) and not os.isatty(fd)):
             if size > _THREAD_ABOVE:
-                await trio.to_thread.run_sync(_write, path, fd)
+                await trio.to_thread.run_sync(_write, path, fd, prefix)
             else:
-                _write(path, fd)
+                _write(path, fd, prefix)
             return
         own = self._nonblocking(fd, info)
         if own is None:
-            await trio.to_thread.run_sync(_write, path, fd)
+            await trio.to_thread.run_sync(_write, path, fd, prefix)
             return
-        for chunk in _chunks(path):
+        for chunk in _chunks(path, prefix):
             rest = chunk
             while rest:
                 try:
@@ -149,15 +157,27 @@ class OutputCopier:
             os.close(devnull)
 
 
-def _chunks(path: Path) -> Iterator[memoryview]:
+def _chunks(path: Path, prefix: bytes = b"") -> Iterator[memoryview]:
+    """The file in chunks; with ``prefix``, before each line (and a last newline if missing)."""
     with path.open("rb", buffering=0) as src:
+        if not prefix:
+            while chunk := src.read(_CHUNK):
+                yield memoryview(chunk)
+            return
+        at_start = True
         while chunk := src.read(_CHUNK):
-            yield memoryview(chunk)
+            tagged = chunk.replace(b"\n", b"\n" + prefix)
+            if at_start:
+                tagged = prefix + tagged
+            at_start = chunk.endswith(b"\n")
+            yield memoryview(tagged)[: len(tagged) - len(prefix) if at_start else None]
+        if not at_start:
+            yield memoryview(b"\n")
 
 
-def _write(path: Path, fd: int) -> None:
+def _write(path: Path, fd: int, prefix: bytes = b"") -> None:
     """Copy ``path`` to ``fd``, waiting as long as it takes (inline or in a worker thread)."""
-    for chunk in _chunks(path):
+    for chunk in _chunks(path, prefix):
         rest = chunk
         while rest:
             try:
@@ -166,10 +186,10 @@ def _write(path: Path, fd: int) -> None:
                 select.select([], [fd], [])
 
 
-def _write_text(path: Path, target: IO[str]) -> None:
+def _write_text(path: Path, target: IO[str], prefix: bytes = b"") -> None:
     """Copy ``path`` as decoded text, for a stream that is not a file (a display's wrapper)."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for chunk in _chunks(path):
+    for chunk in _chunks(path, prefix):
         target.write(decoder.decode(chunk))
     target.write(decoder.decode(b"", final=True))
     target.flush()
@@ -218,3 +238,57 @@ class Scratch:
 
     def give_back(self, paths: tuple[Path, Path]) -> None:
         self._free.append(paths)
+
+
+class InOrder:
+    """Delivers finished jobs' output in the order the jobs were started (GNU Parallel's -k).
+
+    Job ``n`` calls ``done(n, deliver)`` when it ends (``deliver`` None if it has nothing
+    to copy); ``deliver()`` runs once every job before ``n`` has delivered. Only the
+    callbacks wait (each holding a job's file paths), so memory is bounded by the jobs
+    finished before an earlier one; a very slow early job holds back every later job's
+    output (on disk, as files) until it ends. Every number from 0 must be ``done`` once.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._waiting: dict[int, Callable[[], Awaitable[None]] | None] = {}
+        self._delivering = False
+
+    @property
+    def waiting(self) -> int:
+        """How many finished jobs wait for an earlier one."""
+        return len(self._waiting)
+
+    async def done(self, number: int, deliver: Callable[[], Awaitable[None]] | None) -> None:
+        self._waiting[number] = deliver
+        if self._delivering:  # the task delivering now picks this one up in turn
+            return
+        self._delivering = True
+        try:
+            while self._next in self._waiting:
+                ready = self._waiting.pop(self._next)
+                self._next += 1
+                if ready is not None:
+                    await ready()
+        finally:
+            self._delivering = False
+
+
+def last_line(path: Path, tail: int = 4096) -> str:
+    """The last non-blank line of ``path`` (from its last ``tail`` bytes), cut to 200
+    characters; "" if none. For the summary of a failed job: its likely error message."""
+    try:
+        with path.open("rb", buffering=0) as src:
+            size = os.fstat(src.fileno()).st_size
+            if size == 0:
+                return ""
+            src.seek(max(0, size - tail))
+            data = src.read(tail)
+    except OSError:
+        return ""
+    for line in reversed(data.splitlines()):
+        text = line.decode("utf-8", errors="replace").strip()
+        if text:
+            return text if len(text) <= 200 else text[:197] + "..."
+    return ""

@@ -43,6 +43,7 @@ import trio
 from ._backend import Attempt, BackendError, Batching, Outcome, StorageError
 from ._batches import Batches
 from ._ray_api import JobExists, JobInfo, JobNotFound, RayApiError, RayJobsClient, dumps_metadata
+from ._resources import Request
 
 __all__ = ["RayBackend", "strip_ray_lines"]
 
@@ -66,6 +67,7 @@ class _Spec:
     metadata: Mapping[str, str]
     timeout: float | None
     abort: trio.Event
+    request: Request  # what Ray reserves for the job's entrypoint
 
 
 class _Lost(Exception):
@@ -98,6 +100,11 @@ class RayBackend:
     out after ``stop_wait`` is given up on; terminal jobs are deleted ``delete_delay``
     after they end (see ``_delete_due``). With ``batching``, first attempts run
     ``batching.per_job`` at a time in one Ray job.
+
+    Resources: each job's entrypoint reserves its ``Job.request`` (cpu, gpu, mem and custom
+    resources as ``entrypoint_num_cpus``, ``entrypoint_num_gpus``, ``entrypoint_memory``
+    and ``entrypoint_resources``); what a job's request leaves at zero comes from
+    ``request`` (default: ``entrypoint_num_cpus`` CPUs), which a packed job reserves whole.
     """
 
     name = "ray"
@@ -117,10 +124,12 @@ class RayBackend:
         delete_delay: float = 3.0,
         http_timeout: float = 10.0,
         batching: Batching | None = None,
+        request: Request | None = None,
     ):
         self.address = address.rstrip("/")
         self.sweep_id = sweep_id
         self.entrypoint_num_cpus = entrypoint_num_cpus
+        self.request = request if request is not None else Request(cpu=entrypoint_num_cpus)
         self.poll_initial = poll_initial
         self.poll_max = poll_max
         self.lost_after = lost_after
@@ -201,6 +210,7 @@ class RayBackend:
                 self._metadata(job.index, attempt.attempt, dumps_metadata(job.values)),
                 attempt.timeout,
                 attempt.abort,
+                _merged(job.request, self.request),
             )
             outcome, logs, note = await self._ray_job(spec)
         try:
@@ -227,7 +237,8 @@ class RayBackend:
         assert self.batching is not None
         sid = self.submission_id(first, 1, stop)
         metadata = self._metadata(first, 1, f'{{"slice":"{first}:{stop}"}}')
-        spec = _Spec(sid, self.batching.command(first, stop, sid), {}, metadata, None, abort)
+        command = self.batching.command(first, stop, sid)
+        spec = _Spec(sid, command, {}, metadata, None, abort, self.request)
         outcome, logs, note = await self._ray_job(spec)
         return sid, outcome, logs, note
 
@@ -315,12 +326,16 @@ class RayBackend:
             await self._quietly(self.api.delete(sid))
 
     async def _submit(self, spec: _Spec) -> str:
+        request = spec.request
         return await self.api.submit(
             spec.sid,
             spec.entrypoint,
             env_vars=spec.env,
             metadata=spec.metadata,
-            entrypoint_num_cpus=self.entrypoint_num_cpus,
+            entrypoint_num_cpus=request.cpu,
+            entrypoint_num_gpus=request.gpu,
+            entrypoint_memory=request.mem,
+            entrypoint_resources=request.custom,
         )
 
     async def _wait(self, spec: _Spec) -> tuple[JobInfo, Stopping]:
@@ -395,6 +410,16 @@ class RayBackend:
         """Best effort (delete after the log, stop on cancel): failure changes nothing."""
         with contextlib.suppress(httpx.TransportError, RayApiError):
             await call
+
+
+def _merged(asked: Request, default: Request) -> Request:
+    """``asked``, with ``default``'s amount wherever ``asked`` has none."""
+    return Request(
+        asked.cpu or default.cpu,
+        asked.mem or default.mem,
+        asked.gpu or default.gpu,
+        {**default.custom, **asked.custom},
+    )
 
 
 def _outcome(info: JobInfo, stopping: Stopping, sid: str) -> Outcome:

@@ -28,23 +28,27 @@ the file, every record already written kept.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
+import math
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import trio
 
-from ._backend import Attempt, Backend, BackendError, Job, Outcome, StorageError
+from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status, StorageError
 from ._joblog import JobLog
-from ._output import ByIndex, OutputCopier, Scratch
+from ._metrics import Metrics
+from ._output import ByIndex, InOrder, OutputCopier, Scratch, last_line
 from ._policy import NEVER, Halt
 
-__all__ = ["RunStatistics", "Runner", "SlowJob", "Summary", "run_jobs"]
+__all__ = ["FailedJob", "RunStatistics", "Runner", "SlowJob", "Summary", "run_jobs"]
 
 StopReason = Literal["interrupted", "halt", "lost", "storage", "error"]
 _RETRYABLE = frozenset({"failed", "timed_out"})
@@ -75,6 +79,20 @@ class SlowJob:
     command: str
 
 
+# issue 14: results
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    """A job that did not succeed (failed, timed out, killed or lost), for the summary."""
+
+    index: int
+    values: Mapping[str, Any]
+    status: Status
+    exit_code: int | None
+    signal: int | None
+    stderr: str  # the last non-blank line of its last attempt's stderr ("" if none)
+    message: str | None  # what the backend said, if anything
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """How a run ended."""
@@ -87,6 +105,11 @@ class Summary:
     slowest: tuple[SlowJob, ...]  # slowest first
     stopped: StopReason | None  # why the run stopped early, None if it ran to the end
     message: str | None = None  # what a "lost" outcome said, or which file failed and why
+    # issue 14: results
+    failures: tuple[FailedJob, ...] = ()  # the first of the jobs that did not succeed
+    median: float | None = None  # the median attempt's duration (within 3%), None if none
+    attempts: int = 0  # attempts that ended (their durations make the median)
+    metrics: tuple[tuple[str, int], ...] = ()  # each metric: how many jobs reported it
 
     @property
     def ok(self) -> bool:
@@ -102,6 +125,11 @@ class Runner:
     ``results_dir`` each attempt's output goes to temporary files that are copied to
     stdout/stderr as one block when it ends; with it, the files stay there as
     ``<index>.out`` and ``<index>.err`` (the last attempt's).
+
+    ``metrics``: read after each attempt from its stdout (and its metrics file), into the
+    record's ``"metrics"``. Without ``results_dir``, ``tag(job)`` is put before each line
+    of a job's output, and ``keep_order`` copies outputs in the order the jobs were pulled
+    (only the last attempt's, then): the files of jobs finished before an earlier one wait.
     """
 
     def __init__(
@@ -115,6 +143,11 @@ class Runner:
         joblog: JobLog | None = None,
         results_dir: Path | None = None,
         slowest: int = 5,
+        # issue 14: results
+        metrics: Metrics | None = None,
+        tag: Callable[[Job], str] | None = None,
+        keep_order: bool = False,
+        failures: int = 20,
     ):
         if isinstance(limiter, int):
             limiter = trio.CapacityLimiter(limiter * backend.jobs_per_slot)
@@ -143,6 +176,16 @@ class Runner:
         self._ran = False
         self._begin = 0.0
         self._elapsed: float | None = None  # set when run() ends
+        # issue 14: results
+        self._metrics = metrics
+        self._tag = tag
+        self._in_order = InOrder() if keep_order and results_dir is None else None
+        self._pulled = 0  # jobs pulled so far: the next one's place in the order
+        self._keep_failures = failures
+        self._failures: list[FailedJob] = []
+        self._tails: dict[int, str] = {}  # a failed attempt's last stderr line, by index
+        self._durations: Counter[int] = Counter()  # attempts by _BINS-th of a power of 2
+        self._reported: Counter[str] = Counter()  # jobs with a value of each metric
 
     def __repr__(self) -> str:
         s = self.statistics()
@@ -187,6 +230,10 @@ class Runner:
             tuple(SlowJob(index, duration, command) for duration, index, command in slowest),
             self._stopped,
             self._message,
+            tuple(self._failures),
+            _median(self._durations),
+            self._durations.total(),
+            tuple(self._reported.items()),
         )
 
     async def run(self, jobs: Iterable[Job]) -> Summary:
@@ -247,15 +294,20 @@ class Runner:
                     if job is None:
                         limiter.release_on_behalf_of(borrower)
                         break
-                    nursery.start_soon(self._run_job, job, borrower, files)
+                    self._pulled += 1
+                    nursery.start_soon(self._run_job, job, borrower, files, self._pulled - 1)
         return error
 
-    async def _run_job(self, job: Job, borrower: object, files: ByIndex | Scratch) -> None:
+    async def _run_job(
+        self, job: Job, borrower: object, files: ByIndex | Scratch, place: int
+    ) -> None:
         try:
             paths = files.take(job.index)
         except OSError as exc:
             self._limiter.release_on_behalf_of(borrower)
             self._storage_failed(exc, "an output file")
+            if self._in_order is not None:
+                await self._in_order.done(place, None)
             return
         self._started += 1
         self._running += 1
@@ -274,13 +326,20 @@ class Runner:
                 number += 1
             self._finish(job, outcome)
         finally:
-            files.give_back(paths)
             self._running -= 1
             self._limiter.release_on_behalf_of(borrower)
+            if self._in_order is None:
+                files.give_back(paths)
+            else:  # issue 14: -k, the files wait for the jobs pulled before this one
+                await self._in_order.done(place, self._deliver(job, paths, files))
 
     async def _attempt(self, job: Job, number: int, paths: tuple[Path, Path]) -> Outcome | None:
         """Run one attempt and record it; None if the backend could not write its output."""
         stdout, stderr = paths
+        metrics_file = None  # issue 14: a fresh metrics file for the attempt, if asked for
+        if self._metrics is not None and self._metrics.file_variable is not None:
+            metrics_file = stdout.with_name(f"{stdout.stem}.{number}.metrics.json")
+            job = _with_env(job, self._metrics.file_variable, str(metrics_file))
         attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort)
         start = time.time()
         began = trio.current_time()
@@ -296,6 +355,19 @@ class Runner:
             self._everything.cancel()
             return None
         duration = trio.current_time() - began
+        # issue 13: resources. The time spent waiting for them is not the job's.
+        if outcome.queued:
+            start += outcome.queued
+            duration = max(0.0, duration - outcome.queued)
+        # issue 14: results
+        if self._metrics is not None:
+            values = await self._metrics.read(stdout, metrics_file)
+            outcome = dataclasses.replace(
+                outcome, extra={**(outcome.extra or {}), "metrics": values}
+            )
+        if outcome.status != "succeeded":
+            self._tails[job.index] = last_line(stderr)
+        self._durations[_bin(duration)] += 1
         if self._joblog is not None:
             try:
                 self._joblog.record(job, number, outcome, start, duration)
@@ -305,13 +377,31 @@ class Runner:
             heapq.heappush(self._slowest, (duration, job.index, job.command))
         elif self._slowest and duration > self._slowest[0][0]:
             heapq.heapreplace(self._slowest, (duration, job.index, job.command))
-        if self._results_dir is None:
-            try:
-                await self._copier.move(stdout, "stdout")
-                await self._copier.move(stderr, "stderr")
-            except OSError as exc:
-                self._storage_failed(exc, f"the output of job {job.index}")
+        if self._results_dir is None and self._in_order is None:
+            await self._copy(job, paths)
         return outcome
+
+    async def _copy(self, job: Job, paths: tuple[Path, Path]) -> None:
+        """Copy an attempt's output to our stdout and stderr (``tag``'s prefix on each line)."""
+        prefix = b"" if self._tag is None else (self._tag(job) + "\t").encode()
+        try:
+            await self._copier.move(paths[0], "stdout", prefix)
+            await self._copier.move(paths[1], "stderr", prefix)
+        except OSError as exc:
+            self._storage_failed(exc, f"the output of job {job.index}")
+
+    def _deliver(
+        self, job: Job, paths: tuple[Path, Path], files: ByIndex | Scratch
+    ) -> Callable[[], Any]:
+        """What ``-k`` runs in the job's turn: copy its output, then free its files."""
+
+        async def deliver() -> None:
+            try:
+                await self._copy(job, paths)
+            finally:
+                files.give_back(paths)
+
+        return deliver
 
     def _storage_failed(self, exc: OSError, what: str) -> None:
         """One of our own files failed: stop launching, and say which file and why.
@@ -327,6 +417,23 @@ class Runner:
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         status = outcome.status
+        # issue 14: results
+        tail = self._tails.pop(job.index, "")
+        if status != "succeeded" and len(self._failures) < self._keep_failures:
+            self._failures.append(
+                FailedJob(
+                    job.index,
+                    job.values,
+                    status,
+                    outcome.exit_code,
+                    outcome.signal,
+                    tail,
+                    outcome.message,
+                )
+            )
+        reported = (outcome.extra or {}).get("metrics")
+        if isinstance(reported, dict):
+            self._reported.update(name for name, value in reported.items() if value is not None)
         if status == "succeeded":
             self._succeeded += 1
         elif status == "killed":
@@ -340,6 +447,37 @@ class Runner:
             self._failed += 1
             if self._halt.triggered(self._failed, self._succeeded + self._failed):
                 self.stop("halt", now=self._halt.when == "now")
+
+
+# issue 14: results
+_BINS = 16  # duration bins per power of 2: the median is known within 2^(1/32) - 1 < 3%
+
+
+def _bin(duration: float) -> int:
+    return math.floor(math.log2(duration) * _BINS) if duration > 1e-9 else -30 * _BINS
+
+
+def _median(bins: Counter[int]) -> float | None:
+    """The median duration, from the counts of durations by bin (the bin's middle)."""
+    half = (bins.total() + 1) // 2
+    seen = 0
+    for key in sorted(bins):
+        seen += bins[key]
+        if seen >= half:
+            return float(2 ** ((key + 0.5) / _BINS))
+    return None
+
+
+def _with_env(job: Job, name: str, value: str) -> Job:
+    """``job`` with one more environment variable (kept by its ``finish``, if it has one)."""
+    finish = job.finish
+    if finish is not None:
+        return dataclasses.replace(
+            job,
+            env={**job.env, name: value},
+            finish=lambda given: _with_env(finish(given), name, value),
+        )
+    return dataclasses.replace(job, env={**job.env, name: value})
 
 
 async def run_jobs(

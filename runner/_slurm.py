@@ -8,8 +8,26 @@ configuration. Every login node has them, with the site's authentication set up;
 
 Arrays: the runner calls ``run()`` once per attempt, concurrently. Attempts that arrive
 within ``gather`` seconds of each other become the tasks of ONE ``sbatch
---array=0-(n-1)%throttle``, split at the cluster's ``MaxArraySize`` (read once with
-``scontrol show config``; it caps the largest index, so every array counts from 0).
+--array=0-(n-1)%N``, split at the cluster's ``MaxArraySize`` (read once with ``scontrol
+show config``; it caps the largest index, so every array counts from 0).
+
+Look-ahead: ``jobs_per_slot`` is ``lookahead`` (times ``--per-job``), so the runner admits
+several times the throttle and the tasks beyond it wait queued in Slurm, which starts the
+next the moment one ends (as a hand-written ``--array=...%N`` does), instead of our
+submitting a new array after each end and waiting for the controller's next scheduling
+pass. Slurm's ``%N`` holds per array, ``throttle`` for the whole run, so the arrays share
+it: a new array gets what the others leave (tasks that do not fit wait here, unsubmitted),
+and when an array has fewer tasks left than its share, the rest goes to the oldest array
+with tasks waiting for it (``scontrol update ArrayTaskThrottle``). A stop "soon" (``--halt
+soon``) lets the admitted tasks already queued in Slurm run.
+
+Packed tasks: with a ``Batching`` (``--per-job K``), a first attempt's group of K runs as
+one task whose command is ``batching.command`` (``_batches.py``); its records come back per
+point, each with the task's id.
+
+Orphans: given a ``job_name``, arrays are named after it, and entering the backend cancels
+the arrays an earlier run under that name left queued (killed before it could cancel
+them), so their results, which no one would record, are not computed for nothing.
 
 Files: the backend makes its own directory in ``run_dir``, which must be on a file system
 the compute nodes share with this machine (home or project space, never a node-local
@@ -58,7 +76,8 @@ from typing import Literal
 
 import trio
 
-from ._backend import Attempt, BackendError, Job, Outcome, Status, StorageError
+from ._backend import Attempt, BackendError, Batching, Job, Outcome, Status, StorageError
+from ._batches import Batches
 
 __all__ = [
     "SlurmBackend",
@@ -275,8 +294,10 @@ class _Task:
 class SlurmBackend:
     """Runs attempts as tasks of Slurm job arrays (see the module docstring).
 
-    ``throttle`` is the array throttle ``%N``: give it the runner's limit (``-j``), which
-    bounds the attempts in flight, so at most that many tasks run at once. ``partition``,
+    ``throttle``: at most that many tasks run at once (the arrays' ``%N`` together): give
+    it the runner's limit (``-j``); ``lookahead``: how many attempts per slot the runner
+    admits, queued ahead in Slurm. ``batching``: K points to a task (``--per-job``).
+    ``job_name``: the arrays' name, unique to the job log (see the module). ``partition``,
     ``time_limit`` (Slurm's ``--time`` format, e.g. ``"1:00:00"``), ``cpus``
     (``--cpus-per-task``), ``mem`` (``--mem``, e.g. ``"4G"``), ``gpus`` (``--gres=gpu:N``)
     and ``sbatch_options`` (passed through, before ours) shape every task's request.
@@ -291,12 +312,14 @@ class SlurmBackend:
     """
 
     name = "slurm"
-    jobs_per_slot = 1
 
     def __init__(
         self,
         *,
         throttle: int | None = None,
+        lookahead: int = 8,
+        batching: Batching | None = None,
+        job_name: str | None = None,
         partition: str | None = None,
         time_limit: str | None = None,
         cpus: int | None = None,
@@ -313,12 +336,23 @@ class SlurmBackend:
         stop_wait: float = 120.0,
         command_timeout: float = 60.0,
     ):
-        for what, value in (("throttle", throttle), ("cpus", cpus)):
+        for what, value in (("throttle", throttle), ("cpus", cpus), ("lookahead", lookahead)):
             if value is not None and value < 1:
                 raise ValueError(f"{what} must be at least 1, not {value}")
         if gpus is not None and gpus < 0:
             raise ValueError(f"gpus must be at least 0, not {gpus}")
         self.throttle = throttle
+        self.lookahead = lookahead
+        self.batching = batching
+        self.job_name = job_name
+        # The runner admits this many jobs per slot of its limit (-j): the tasks beyond the
+        # throttle wait, queued in Slurm, so Slurm starts one the moment another ends.
+        self.jobs_per_slot = lookahead * (batching.per_job if batching is not None else 1)
+        self._batches = (
+            Batches(_Framed(batching, {}), self._run_batch, "Slurm task")
+            if batching is not None
+            else None
+        )
         self.partition = partition
         self.time_limit = time_limit
         self.cpus = cpus
@@ -341,7 +375,9 @@ class SlurmBackend:
         self._waiting: list[_Task] = []  # not yet submitted
         self._live: set[_Task] = set()  # every unfinished task
         self._submitted: dict[str, dict[int, _Task]] = {}  # unfinished, by array and number
-        self._arrived = trio.Event()  # wakes the submitter
+        self._arrived = trio.Event()  # wakes the submitter: new attempts, or tasks ended
+        self._throttles: dict[str, int] = {}  # each unfinished array's throttle as set
+        self._batch_files = 0  # packed tasks run so far (names their output files)
         self._kick = trio.Event()  # wakes the poller early
         self._killing = False
         self._watched: set[trio.Event] = set()  # abort events with a watcher
@@ -370,6 +406,8 @@ class SlurmBackend:
         if self.max_array_size < 1:
             raise BackendError("job arrays are disabled on this Slurm cluster (MaxArraySize=0)")
         parent = self.run_dir if self.run_dir is not None else Path.cwd()
+        if self.job_name is not None:
+            await self._cancel_stale(parent)
         try:
             parent.mkdir(parents=True, exist_ok=True)
             self._dir = Path(tempfile.mkdtemp(prefix="slurm-", dir=parent)).absolute()
@@ -379,7 +417,10 @@ class SlurmBackend:
             ) from None
         try:
             await self._slurm(
-                "sbatch", "--test-only", *self._options(self._dir, 1), stdin=self._script(self._dir)
+                "sbatch",
+                "--test-only",
+                *self._options(self._dir, 1, self.throttle),
+                stdin=self._script(self._dir),
             )
         except _ClientError as exc:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -405,6 +446,29 @@ class SlurmBackend:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    async def _cancel_stale(self, parent: Path) -> None:
+        """Cancel the arrays an earlier run under our ``job_name`` left queued (it died
+        before it could), and remove its directory: their results would reach no one."""
+        prefix = f"{self.job_name}-"
+        try:
+            out = await self._slurm("squeue", "--noheader", "--me", "--format=%F|%j")
+        except _ClientError as exc:
+            raise BackendError(f"cannot reach the Slurm controller: {exc}") from None
+        stale: dict[str, str] = {}
+        for line in out.splitlines():
+            array, _, name = line.strip().partition("|")
+            if name.startswith(prefix):
+                stale[array] = name[len(prefix) :].rpartition("-")[0]
+        ids = sorted(stale)
+        for start in range(0, len(ids), _SCANCEL_CHUNK):
+            with contextlib.suppress(_ClientError):  # ended meanwhile
+                await self._slurm("scancel", *ids[start : start + _SCANCEL_CHUNK])
+        for directory in set(stale.values()):
+            if directory.startswith("slurm-") and "/" not in directory:
+                await trio.to_thread.run_sync(
+                    functools.partial(shutil.rmtree, parent / directory, ignore_errors=True)
+                )
+
     def _check_options(self) -> None:
         for option in self.sbatch_options:
             name = option.split("=", 1)[0]
@@ -414,7 +478,7 @@ class SlurmBackend:
                     f"leave out {', '.join(_OWN_OPTIONS + _OWN_SHORT)}"
                 )
 
-    def _options(self, directory: Path, size: int) -> list[str]:
+    def _options(self, directory: Path, size: int, throttle: int | None) -> list[str]:
         """sbatch's options for an array of ``size`` tasks kept in ``directory``."""
         options = list(self.sbatch_options)
         if self.partition is not None:
@@ -427,12 +491,12 @@ class SlurmBackend:
             options.append(f"--mem={self.mem}")
         if self.gpus:
             options.append(f"--gres=gpu:{self.gpus}")
-        throttle = f"%{self.throttle}" if self.throttle is not None else ""
+        limit = f"%{throttle}" if throttle is not None else ""
         pattern = str(directory).replace("%", "%%")  # sbatch expands % in file names
         options += [
             "--parsable",
             f"--job-name={self._job_name(directory)}",
-            f"--array=0-{size - 1}{throttle}",
+            f"--array=0-{size - 1}{limit}",
             f"--output={pattern}/%a.out",
             f"--error={pattern}/%a.err",
         ]
@@ -440,7 +504,7 @@ class SlurmBackend:
 
     def _job_name(self, directory: Path) -> str:
         """A name unique to one array, to find it again after a failed ``sbatch``."""
-        return f"runner-{self._dir.name if self._dir else ''}-{directory.name}"
+        return f"{self.job_name or 'runner'}-{self._dir.name if self._dir else ''}-{directory.name}"
 
     @staticmethod
     def _script(directory: Path) -> bytes:
@@ -449,9 +513,44 @@ class SlurmBackend:
     # -- the protocol ----------------------------------------------------------------------
 
     async def run(self, attempt: Attempt) -> Outcome:
-        """Run one attempt as an array task; StorageError if its files cannot be written."""
+        """Run one attempt as an array task (or its share of a packed one, a first attempt
+        with a batching); StorageError if its files cannot be written."""
         if self._dir is None:
             raise RuntimeError("use the SlurmBackend as `async with backend:` first")
+        if self._batches is None or attempt.attempt != 1:
+            return await self._run_task(attempt)
+        outcome, out, err = await self._batches.run(attempt)
+        for data, target in ((out, attempt.stdout), (err, attempt.stderr)):
+            try:
+                await trio.Path(target).write_bytes(data)
+            except OSError as exc:
+                raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        return outcome
+
+    async def _run_batch(
+        self, first: int, stop: int, abort: trio.Event
+    ) -> tuple[str, Outcome, bytes, bytes]:
+        """The one task running points ``[first, stop)`` (for ``Batches``), to its end: its
+        id ``ARRAY_TASK``, outcome, stdout (the framed results) and stderr."""
+        assert self.batching is not None and self._dir is not None
+        self._batch_files += 1
+        token = f"{self._dir.name}.{self._batch_files}"  # frames the output: no white space
+        command = self.batching.command(first, stop, token)
+        job = Job(first, ("/bin/sh", "-c", command), command, {}, {})
+        out, err = (self._dir / f"{token}.{suffix}" for suffix in ("out", "err"))
+        outcome = await self._run_task(Attempt(job, 1, None, out, err, abort))
+        try:
+            output, note = await trio.to_thread.run_sync(_take, out, err)
+        except OSError as exc:
+            raise StorageError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+        tag = outcome.backend_id or token
+        assert isinstance(self._batches, Batches) and isinstance(self._batches.batching, _Framed)
+        self._batches.batching.tokens[tag] = token
+        return tag, outcome, output, note
+
+    async def _run_task(self, attempt: Attempt) -> Outcome:
+        """Run one attempt as one array task."""
+        assert self._dir is not None
         self._check_crashed()
         if attempt.abort.is_set():
             return Outcome("killed", None, message="not submitted: stopping")
@@ -504,13 +603,52 @@ class SlurmBackend:
             await self._arrived.wait()
             self._arrived = trio.Event()
             await trio.sleep(self.gather)
-            batch, self._waiting = self._waiting, []
-            size = self.max_array_size
-            for start in range(0, len(batch), size):
-                await self._submit(batch[start : start + size])
+            await self._share_throttle()
+            while self._waiting:
+                budget = self._budget()
+                if budget == 0:
+                    break
+                batch = self._waiting[: self.max_array_size]
+                del self._waiting[: len(batch)]
+                await self._submit(batch, None if budget is None else min(budget, len(batch)))
 
-    async def _submit(self, tasks: list[_Task]) -> None:
-        """Write the task table and submit it as one array; retried up to ``lost_after``."""
+    def _budget(self) -> int | None:
+        """How many more tasks may run beside those of the arrays already submitted.
+
+        Slurm's throttle holds per array, ``-j`` for the whole run, so the arrays' throttles
+        add up to at most ``throttle``; an array counts for no more tasks than it has left
+        (None: no throttle).
+        """
+        if self.throttle is None:
+            return None
+        taken = sum(
+            min(self._throttles.get(array, 0), len(tasks))
+            for array, tasks in self._submitted.items()
+        )
+        return max(0, self.throttle - taken)
+
+    async def _share_throttle(self) -> None:
+        """Give the throttle that arrays ending free to the oldest with tasks still waiting
+        for it (``scontrol update ArrayTaskThrottle``), so Slurm starts them itself."""
+        for array, tasks in list(self._submitted.items()):
+            budget = self._budget()
+            if not budget:
+                return
+            throttle = self._throttles.get(array, 0)
+            if len(tasks) <= throttle:
+                continue
+            raised = min(len(tasks), throttle + budget)
+            try:
+                await self._slurm(
+                    "scontrol", "update", f"JobId={array}", f"ArrayTaskThrottle={raised}"
+                )
+            except _ClientError:
+                continue  # ended meanwhile, or refused: its tasks run as they are
+            self._throttles[array] = raised
+
+    async def _submit(self, tasks: list[_Task], throttle: int | None) -> None:
+        """Write the task table and submit it as one array, at most ``throttle`` of its
+        tasks running at once; retried up to ``lost_after``."""
         assert self._dir is not None
         tasks = [t for t in tasks if not t.done.is_set()]
         if not tasks:
@@ -529,7 +667,8 @@ class SlurmBackend:
             return
         self._submitting = directory
         try:
-            array = await self._sbatch(self._options(directory, len(tasks)), directory)
+            options = self._options(directory, len(tasks), throttle)
+            array = await self._sbatch(options, directory)
         except _ClientError as exc:
             for task in tasks:
                 self._finish(task, Outcome("lost", None, message=str(exc)))
@@ -537,6 +676,8 @@ class SlurmBackend:
         finally:
             self._submitting = None
         tasks_of = self._submitted[array] = {}
+        if throttle is not None:
+            self._throttles[array] = throttle
         now = trio.current_time()
         for number, task in enumerate(tasks):
             task.array, task.number, task.directory = array, number, directory
@@ -781,6 +922,9 @@ class SlurmBackend:
                 tasks.pop(task.number, None)
                 if not tasks:
                     del self._submitted[task.array]
+                    self._throttles.pop(task.array, None)
+                if self.throttle is not None:
+                    self._arrived.set()  # its share of the throttle may go to others
         if task.done.is_set():
             return
         task.outcome = outcome
@@ -836,6 +980,43 @@ class SlurmBackend:
             )
             raise _ClientError(said or f"{argv[0]} exited with status {done.returncode}")
         return done.stdout.decode(errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class _Framed:
+    """``batching`` for ``Batches``: a packed task's output is framed with a token chosen
+    before it is submitted, while its records carry the task's ``ARRAY_TASK`` id, known
+    only after; ``tokens`` maps the one to the other."""
+
+    batching: Batching
+    tokens: dict[str, str]
+
+    @property
+    def per_job(self) -> int:
+        return self.batching.per_job
+
+    def group(self, index: int) -> tuple[int, int]:
+        return self.batching.group(index)
+
+    def command(self, first: int, stop: int, tag: str) -> str:
+        return self.batching.command(first, stop, tag)
+
+    def split(
+        self, output: bytes, first: int, stop: int, tag: str
+    ) -> dict[int, tuple[Outcome, bytes, bytes]]:
+        return self.batching.split(output, first, stop, self.tokens.pop(tag, tag))
+
+
+def _take(*paths: Path) -> list[bytes]:
+    """The files' contents (empty if absent), the files removed."""
+    found = []
+    for path in paths:
+        try:
+            found.append(path.read_bytes())
+        except FileNotFoundError:
+            found.append(b"")
+        path.unlink(missing_ok=True)
+    return found
 
 
 def _read_status(task: _Task) -> int | None:

@@ -393,9 +393,21 @@ def slurm_cluster(
         cluster.close()
 
 
+_EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    for number in _EXIT_SIGNALS:  # a second signal must not cut the teardown short
+        signal.signal(number, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
-    # Manual use: ``python tests/slurm_cluster.py`` installs, starts, prints SLURM_CONF, waits.
-    with slurm_cluster() as c:
+    # Manual use: ``python tests/slurm_cluster.py`` installs, starts, prints SLURM_CONF, waits
+    # for Ctrl-C, SIGTERM or SIGHUP, then tears the cluster down: a signal's default action
+    # would end this process and leave the daemons running.
+    for number in _EXIT_SIGNALS:
+        signal.signal(number, _exit_on_signal)
+    with contextlib.suppress(KeyboardInterrupt), slurm_cluster() as c:
         print(f"export SLURM_CONF={c.conf}", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        signal.pause()

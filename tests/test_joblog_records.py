@@ -70,7 +70,7 @@ def test_the_header_is_checked_before_the_records(tmp_path: Path) -> None:
         read_joblog(log, 10, check_header=refuse)
 
 
-@pytest.mark.parametrize("index", ['"abc"', "1.9", "true", "10"])
+@pytest.mark.parametrize("index", ['"abc"', "1.9", "true", "-1"])
 def test_resume_with_an_invalid_record_is_a_clean_error(tmp_path: Path, index: str) -> None:
     first = run("-r", "X=range:10", "--joblog", "log", "--exec", "true $X", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -85,5 +85,5 @@ def test_resume_with_an_invalid_record_is_a_clean_error(tmp_path: Path, index: s
         assert result.returncode == 2
         assert result.stderr == (
             f'rangeexpr: error: cannot resume: log:3: "index" is {index}, '
-            "not a point of the sweep (a whole number from 0 to 9)\n"
+            "not a point of the sweep (a whole number >= 0)\n"
         )

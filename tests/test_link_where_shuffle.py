@@ -426,5 +426,7 @@ def test_run_where_shuffle_resumes_after_a_kill_and_runs_each_kept_point_once(
         text=True,
         check=False,
     )
-    assert other.returncode == 2
-    assert "different sweep" in other.stderr
+    # Another shuffle seed is another order of the same points: resume by values finds
+    # every kept point done.
+    assert other.returncode == 0, other.stderr
+    assert "nothing left to run" in other.stderr

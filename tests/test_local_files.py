@@ -116,7 +116,8 @@ def test_run_stops_cleanly_when_a_results_file_is_a_symlink(tmp_path: Path) -> N
     victim.write_text("precious\n")
     (tmp_path / "res").mkdir()
     (tmp_path / "res" / "1.out").symlink_to(victim)
-    argv = ["run", "--no-progress", "-j", "1", "-r", "X=range:3", "--results", "res"]
+    # --overwrite: past the check that refuses a directory we did not write, to the files
+    argv = ["run", "--no-progress", "-j1", "-r", "X=range:3", "--results", "res", "--overwrite"]
     result = subprocess.run(
         [sys.executable, "-m", "rangeexpr", *argv, "--joblog", "log", "--exec", "echo $X"],
         cwd=tmp_path,

@@ -768,3 +768,75 @@ def test_an_output_file_that_cannot_be_written_is_a_storage_error(tmp_path: Path
     attempt = Attempt(job, 1, None, gone / "7.out", gone / "7.err", trio.Event())
     with pytest.raises(StorageError, match=r"^cannot write .*no-such-dir/7\.out: "):
         run_one(fake, lambda: attempt)
+
+
+# issue 13: resources
+
+
+def _submitted(tmp_path: Path, job: Job, **kw: Any) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
+    def plan(request: dict[str, Any]) -> FakeJob:
+        seen.append(request)
+        return FakeJob(request, ["SUCCEEDED"])
+
+    run_one(FakeRay(plan), lambda: make_attempt(tmp_path, job), **kw)
+    [request] = seen
+    return {k: v for k, v in request.items() if k.startswith("entrypoint_")}
+
+
+def test_a_jobs_request_maps_to_rays_entrypoint_resources(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from runner import Request
+
+    asked = Request.parse(
+        [("cpu", "2"), ("mem", "256m"), ("cuda.device", "1"), ("accel", "0.5")], custom=True
+    )
+    assert _submitted(tmp_path, replace(make_job(), request=asked)) == {
+        "entrypoint_num_cpus": 2,
+        "entrypoint_num_gpus": 1,
+        "entrypoint_memory": 256 * 2**20,
+        "entrypoint_resources": {"accel": 0.5},
+    }
+
+
+def test_what_a_request_leaves_out_comes_from_the_backends(tmp_path: Path) -> None:
+    """A job asking only for a GPU still gets the default CPUs; nothing else is sent."""
+    from dataclasses import replace
+
+    from runner import Request
+
+    job = replace(make_job(), request=Request(gpu=2))
+    sent = _submitted(tmp_path, job, request=Request(cpu=1.5, mem=2**30))
+    assert sent == {
+        "entrypoint_num_cpus": 1.5,
+        "entrypoint_num_gpus": 2,
+        "entrypoint_memory": 2**30,
+    }
+    assert _submitted(tmp_path, make_job()) == {"entrypoint_num_cpus": 1.0}
+
+
+def test_make_backend_ray_takes_the_requests_and_entrypoint_num_cpus_as_cpu() -> None:
+    spec = ray_spec(resources=(("cpu", "3"), ("gpu", "1"), ("mem", "1g"), ("tpu", "2")))
+    b = make_backend(spec, spec.selected())
+    assert isinstance(b, RayBackend)
+    assert b.request.as_dict() == {"cpu": 3, "mem": 2**30, "gpu": 1, "tpu": 2}
+    # --entrypoint-num-cpus is -r cpu=
+    b = make_backend(ray_spec(entrypoint_num_cpus=2.5), spec.selected())
+    assert isinstance(b, RayBackend)
+    assert b.request.as_dict() == {"cpu": 2.5}
+    with pytest.raises(RangeExprError, match="say the same thing differently"):
+        make_backend(ray_spec(entrypoint_num_cpus=2.0, resources=(("cpu", "3"),)), spec.selected())
+
+
+def test_make_backend_ray_refuses_what_only_the_local_pool_has() -> None:
+    spec = ray_spec(command="echo $X $RANGEEXPR_SLOT")
+    with pytest.raises(RangeExprError, match=r"\$RANGEEXPR_SLOT is known only to --backend local"):
+        make_backend(spec, spec.selected())
+    spec = ray_spec(gpus="0,1")
+    with pytest.raises(RangeExprError, match="--gpus applies only to --backend local"):
+        make_backend(spec, spec.selected())
+    spec = ray_spec(per_job=2, exprs=("X=range:0,5",), resources=(("gpu", "$X"),))
+    with pytest.raises(RangeExprError, match=r"varies by point .* \(--per-job 1\)"):
+        make_backend(spec, spec.selected())

@@ -291,6 +291,39 @@ def test_reads_the_logs_that_rangeexpr_run_writes_and_resumes(tmp_path: Path) ->
     assert set(recs["status"].tolist()) == {"succeeded"}
 
 
+def test_a_log_resumed_by_a_grown_sweep_keys_points_by_values(tmp_path: Path) -> None:
+    """Issue 15: the resumed run appends its own header, and its indices differ."""
+
+    def run(lrs: str, *extra: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "rangeexpr", "run", "--no-progress", "--joblog", "log.jsonl",
+             "-r", "SEED=range:2", "-r", f"LR=case:{lrs}",
+             "--exec", "sh -c 'test $$0 != 1b || test -e fixed' $SEED$LR", *extra],
+            cwd=tmp_path, env=ENV, check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode in (0, 1), result.stderr
+
+    run("a,b")  # SEED=1, LR=b (index 3) fails
+    (tmp_path / "fixed").touch()
+    run("a,b,c", "--resume")  # 1b is index 4 now; 0c and 1c are new
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert sum('"index"' not in line for line in lines) == 2  # two headers
+    recs = read_joblog_records(tmp_path / "log.jsonl")
+    assert recs.attempts == 7 and len(recs) == 6
+    rows = [(r["index"], r["SEED"], r["LR"], r["status"]) for r in recs.rows()]
+    assert rows == [
+        (0, 0, "a", "succeeded"),
+        (1, 0, "b", "succeeded"),
+        (2, 0, "c", "succeeded"),
+        (2, 1, "a", "succeeded"),  # its index in the first run, where it succeeded
+        (4, 1, "b", "succeeded"),
+        (5, 1, "c", "succeeded"),
+    ]
+    out = io.StringIO()
+    write_table(recs.aggregate(by=["SEED"]), out, "csv")
+    assert out.getvalue().splitlines()[1:] == ["0,3,3", "1,3,3"]
+
+
 # ---------------------------------------------------------------------------
 # Aggregating and sorting
 # ---------------------------------------------------------------------------

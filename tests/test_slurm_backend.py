@@ -22,6 +22,9 @@ import pytest
 import trio
 from slurm_cluster import SlurmCluster, slurm_cluster
 
+from rangeexpr import RangeExprError
+from rangeexpr._backends import make_backend
+from rangeexpr._cli._options import parser, spec_from_args
 from runner import BackendError, Job, JobLog, Runner
 from runner._slurm import (
     _SCRIPT,
@@ -198,6 +201,32 @@ def test_a_sweep_larger_than_max_array_size_is_split_into_arrays(
     assert sorted(task for _, task in ids) == sorted([*range(10), *range(10), *range(5)])
     for i in range(25):
         assert output(tmp_path, i) == f"{i}\n"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_tasks_wait_queued_in_slurm_ahead_yet_at_most_throttle_run_at_once(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """The runner admits ``lookahead`` times the throttle, so Slurm holds tasks ready to
+    start the moment one ends; the arrays share the throttle, so no more run at once."""
+    running, counts = tmp_path / "running", tmp_path / "counts"
+    running.mkdir()
+    script = f"touch {running}/$1; ls {running} | wc -l >>{counts}; sleep 0.5; rm {running}/$1"
+    jobs = [job(i, "/bin/sh", "-c", script, "sh", str(i)) for i in range(25)]
+    most_queued = []
+
+    def watch(runner: Runner, backend: SlurmBackend) -> None:
+        wait_for(counts.exists, "a task to run")
+        most_queued.append(max(len(queued(cluster).splitlines()) for _ in range(5)))
+
+    records = run(cluster, tmp_path, jobs, 2, throttle=2, during=watch)
+
+    assert sorted(r["index"] for r in records) == list(range(25))
+    assert {r["status"] for r in records} == {"succeeded"}
+    assert len({r["backend_id"].split("_")[0] for r in records}) >= 3  # 10 + 10 + 5 at least
+    assert max(int(n) for n in counts.read_text().split()) <= 2
+    assert most_queued[0] > 2
 
 
 @pytest.mark.slurm
@@ -455,3 +484,44 @@ def test_output_is_copied_across_file_systems(tmp_path: Path) -> None:
         _move(source, tmp_path / "job.err")
     assert (tmp_path / "job.err").read_bytes() == b"\xff" * 3_000_000
     assert [p.name for p in tmp_path.iterdir()] == ["job.err"]  # no temporary file left
+
+
+def test_the_command_line_builds_the_slurm_backend_it_asks_for() -> None:
+    args = parser().parse_args(
+        ["run", "X=range:40", "--exec", "echo $X", "--backend", "slurm", "-j", "3",
+         "--per-job", "5", "--partition", "gpu", "--time", "1:00:00",
+         "--sbatch-option=--qos=low", "--sbatch-option=--account=a", "-r", "cpu=1.5",
+         "-r", "mem=1g", "-r", "gpu=2", "--results", "out", "--joblog", "log.jsonl"]
+    )  # fmt: skip
+    spec = spec_from_args(args)
+    spec.check_run()
+    made = make_backend(spec, spec.selected())
+    assert isinstance(made, SlurmBackend)
+    assert (made.throttle, made.partition, made.time_limit) == (3, "gpu", "1:00:00")
+    assert made.sbatch_options == ("--qos=low", "--account=a")
+    assert (made.cpus, made.mem, made.gpus) == (2, "1024M", 2)
+    assert made.batching is not None and made.batching.group(7) == (5, 10)
+    assert made.jobs_per_slot == 5 * made.lookahead
+    assert made.run_dir == Path("out")
+    assert made.job_name is not None and made.job_name.startswith("rangeexpr-")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--partition", "p"], "--partition: only with --backend slurm"),
+        (["--time", "1:00", "--sbatch-option=--qos=x"], "--time, --sbatch-option: only with"),
+        (["--per-job", "2"], "--per-job also to slurm"),
+    ],
+)
+def test_slurm_options_are_refused_with_another_backend(options: list[str], message: str) -> None:
+    spec = spec_from_args(parser().parse_args(["run", "X=range:4", "--exec", "true", *options]))
+    with pytest.raises(RangeExprError, match=message):
+        spec.check_run()
+
+
+def test_a_request_that_varies_by_point_is_refused_for_slurm() -> None:
+    argv = ["run", "N=case:1,2", "--exec", "echo $N", "--backend", "slurm", "-r", "cpu=$N"]
+    spec = spec_from_args(parser().parse_args(argv))
+    with pytest.raises(RangeExprError, match="the same request for every point"):
+        make_backend(spec, spec.selected())

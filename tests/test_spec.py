@@ -76,8 +76,9 @@ def test_a_job_log_written_before_the_run_spec_resumes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("rangeexpr: 2 succeeded, 0 failed, 0 skipped in ")
+    # A wider --where resumes by values: only the newly kept point runs.
     other = [a.replace("X < 2", "X < 3") for a in argv]
-    refused = subprocess.run(
+    grown = subprocess.run(
         [sys.executable, "-m", "rangeexpr", "run", *other],
         capture_output=True,
         text=True,
@@ -85,8 +86,8 @@ def test_a_job_log_written_before_the_run_spec_resumes(tmp_path: Path) -> None:
         cwd=tmp_path,
         timeout=60,
     )
-    assert refused.returncode == 2
-    assert "is the job log of a different sweep (different where)" in refused.stderr
+    assert grown.returncode == 0, grown.stderr
+    assert grown.stderr.startswith("rangeexpr: 1 succeeded, 0 failed, 2 skipped in ")
 
 
 # -- JSON and plain mappings ---------------------------------------------------------------
@@ -165,7 +166,7 @@ def test_from_mapping_refuses_an_unknown_key_listing_the_known_ones() -> None:
         RunSpec.from_mapping({"exprs": ["X=range:3"], "job": 4})
     message = str(info.value)
     assert message.startswith("run spec: unknown key 'job'; did you mean 'jobs'? (known: exprs, ")
-    assert message.endswith(", per_job, entrypoint_num_cpus)")
+    assert ", per_job, entrypoint_num_cpus, " in message and message.endswith(")")
     with pytest.raises(RangeExprError, match="exprs is required"):
         RunSpec.from_mapping({"jobs": 4})
 
@@ -180,7 +181,7 @@ def test_from_mapping_refuses_an_unknown_key_listing_the_known_ones() -> None:
         ({"timeout": float("inf")}, "run spec: timeout must be a positive number of seconds"),
         ({"shard": [2, 2]}, "run spec: shard must be [K, N] with 0 <= K < N, or null"),
         ({"link": [["X"]]}, "run spec: link must be a list of groups of two or more axis names"),
-        ({"backend": "slurmm"}, "run spec: backend must be one of local, ray, not 'slurmm'"),
+        ({"backend": "slurmm"}, "run spec: backend must be one of local, ray, slurm, not 'slurmm'"),
         ({"exprs": "X=range:3"}, "run spec: exprs must be a list of range expressions"),
         # why: the same checks as -e on the command line
         ({"env": {"RANGEEXPR_INDEX": "1"}}, "-e RANGEEXPR_INDEX: names starting with RANGEEXPR_"),

@@ -222,3 +222,27 @@ def test_templates_and_commands_pickle_after_use() -> None:
         assert type(copy) is type(thing) and repr(copy) == repr(thing)
         after = [copy.render(p) if isinstance(copy, Template) else copy.argv(p) for p in sweep]
         assert after == before
+
+
+# issue 13: the variables rangeexpr gives each job, usable in templates
+
+
+def test_runtime_names_are_left_for_the_run_and_other_names_still_checked() -> None:
+    sweep = Sweep(["X=range:3"])
+    Command("train --gpu $RANGEEXPR_GPUS --seed ${RANGEEXPR_INDEX:03d} $X").check(
+        sweep, runtime=("RANGEEXPR_GPUS", "RANGEEXPR_INDEX")
+    )
+    with pytest.raises(TemplateError, match=r"\$RANGEEXPR_SLOT is not defined by any range"):
+        Template("$RANGEEXPR_SLOT").check(sweep)  # only the names given as runtime pass
+    with pytest.raises(TemplateError, match=r"\$Y is not defined by any range"):
+        Template("$RANGEEXPR_SLOT $Y").check(sweep, runtime=("RANGEEXPR_SLOT",))
+
+
+def test_rendering_with_runtime_values_beside_the_points() -> None:
+    from rangeexpr._template import WithRuntime
+
+    point = Sweep(["X=case:1.50,b"])[0]
+    values = WithRuntime(point, {"RANGEEXPR_SLOT": 2, "RANGEEXPR_GPUS": "0,3"})
+    assert Template("$X:${RANGEEXPR_SLOT:02d}:$RANGEEXPR_GPUS").render(values) == "1.50:02:0,3"
+    cmd = Command("echo $X $RANGEEXPR_GPUS", shell=True)
+    assert cmd.argv(values)[-2:] == ("1.50", "0,3")

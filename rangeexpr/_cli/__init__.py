@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._errors import RangeExprError
+from .._sweepfile import is_sweep_file
 from ._options import join_sort_values, parser
 from ._output import OutputError, quiet_stdout
 
@@ -69,6 +70,41 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         top.error(f"unrecognized arguments: {' '.join(unknown)}")
     if hasattr(args, "positional_exprs"):
         args.positional_exprs = [*args.positional_exprs, *extra]
+        files = [e for e in args.positional_exprs if is_sweep_file(e)]
+        if len(files) > 1:
+            top.error(f"one sweep file at a time, got {' '.join(files)}")
+        if files:  # ``rangeexpr run sweep.toml``: the flags given override the file
+            args.positional_exprs.remove(files[0])
+            args.sweep_file = files[0]
+            args.given_fields = _given_fields(argv)
     elif extra:  # report: log files given after an option
         args.logs = [*args.logs, *map(Path, extra)]
     return args
+
+
+# argparse names that are not a RunSpec field's ("command" is the subcommand's name)
+_FIELDS = {"positional_exprs": "exprs", "exec": "command", "no_progress": "progress", "command": ""}
+
+
+def _given_fields(argv: Sequence[str]) -> frozenset[str]:
+    """The RunSpec fields set by an option given in ``argv`` (not left at its default).
+
+    The same parser with every default suppressed leaves out what was not given.
+    """
+    from dataclasses import fields
+
+    from .._spec import RunSpec
+
+    top = parser()
+    parsers = [top]
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += action.choices.values()
+    for p in parsers:
+        p._defaults.clear()
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+    args, _ = top.parse_known_args(join_sort_values(argv))
+    known = {f.name for f in fields(RunSpec)}
+    given = {_FIELDS.get(dest, dest) for dest, value in vars(args).items() if value != []}
+    return frozenset(given & known)

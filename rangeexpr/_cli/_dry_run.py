@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Mapping
 
 from .._errors import RangeExprError
-from .._points import BaseSweep
+from .._points import BaseSweep, Point
+from .._requests import LATE_NAMES, RUNTIME_NAMES, Placeholder
 from .._spec import RunSpec
-from .._template import Command, Template
+from .._template import Command, Derived, Template, WithRuntime
 from ._output import stdout
+from ._resume import Done
 
 __all__ = ["dry_run"]
 
@@ -19,24 +22,44 @@ def dry_run(
     sweep: BaseSweep,
     command: Command,
     env: Mapping[str, Template],
-    skip: frozenset[int],
+    skip: Done | None,
 ) -> int:
     """``NAME=value`` assignments first, then the command line; lazily, point by point.
 
-    The points in ``skip`` (succeeded, says the job log) are left out.
+    The points in ``skip`` (succeeded, says the job log) are left out, and counted on
+    stderr: how many are done and how many would run.
     """
     templates = tuple(env.items())
-    seen = 0
+    derived = Derived.needed(env, command)
+    used = command.names.union(*(t.names for t in env.values()))
+    runtime = used & set(RUNTIME_NAMES)
+    # known only when a job starts: shown as placeholders, as the job log shows them
+    late = {name: Placeholder(name) for name in runtime & LATE_NAMES}
+    count = sweep.full_size
+    seen = done = 0
     with stdout() as out:
         write = out.write
         for point in sweep:
             seen += 1
-            if point.index in skip:
+            if skip is not None and point in skip:
+                done += 1
                 continue
-            assignments = "".join(
-                f"{name}={shlex.quote(template.render(point))} " for name, template in templates
-            )
-            write(f"{assignments}{command.line(point)}\n")
+            values: Point | WithRuntime = point
+            if runtime:
+                early = {"RANGEEXPR_INDEX": point.index, "RANGEEXPR_COUNT": count}
+                values = WithRuntime(point, {**early, **late})
+            if derived is None:
+                texts = {name: template.render(values) for name, template in templates}
+            else:
+                texts, values = derived.render(values)
+            assignments = "".join(f"{name}={shlex.quote(text)} " for name, text in texts.items())
+            write(f"{assignments}{command.line(values)}\n")
     if seen == 0:
         raise RangeExprError(f"nothing to run: {spec.selection()} keeps no point")
+    if skip is not None:
+        print(
+            f"rangeexpr: {done} of {seen} points done (the job log records them as "
+            f"succeeded), {seen - done} to run",
+            file=sys.stderr,
+        )
     return 0

@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
         prog="rangeexpr",
         description="Range expressions for parameter sweeps: check, expand and run them.",
     )
+    top.add_argument("--version", action=_Version, help="print the version and exit")  # issue 15
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="validate expressions and templates, print a summary")
@@ -66,6 +67,23 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+class _Version(argparse.Action):
+    """``--version`` (issue 15): the installed version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("rangeexpr")
+        except PackageNotFoundError:
+            text = "(not installed)"
+        print(f"rangeexpr {text}")
+        parser.exit()
+
+
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """The run ``check``, ``expand`` or ``run`` was asked for (options it lacks: defaults)."""
     given = vars(args)
@@ -75,8 +93,16 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         return None if value is None else str(value)
 
     slice_text, shard_text = given.get("slice"), given.get("shard")
-    return RunSpec(
-        exprs=(*args.positional_exprs, *args.exprs),
+    # issue 13: resources. -r NAME=VALUE is a request when NAME is a resource.
+    exprs: tuple[str, ...] = tuple(args.exprs)
+    grids, exprs = _grids(exprs, given.get("grids") or [])  # issue 15: --grid
+    requests: tuple[tuple[str, str], ...] = ()
+    if exprs:
+        from .._requests import split_exprs
+
+        exprs, requests = split_exprs(exprs)
+    spec = RunSpec(
+        exprs=(*args.positional_exprs, *exprs),
         link=tuple(args.link),
         where=args.where,
         shuffle=args.shuffle,
@@ -101,7 +127,63 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         address=opt_str("address"),
         per_job=given.get("per_job", 1),
         entrypoint_num_cpus=given.get("entrypoint_num_cpus", 1.0),
+        # issue 16: slurm
+        partition=opt_str("partition"),
+        time_limit=opt_str("time_limit"),
+        sbatch_options=tuple(given.get("sbatch_options", ())),
+        # issue 14: results
+        metrics=tuple(given.get("metrics", ())),
+        tag=given.get("tag", False),
+        keep_order=given.get("keep_order", False),
+        # issue 15: growing sweeps
+        grids=grids,
+        overwrite=given.get("overwrite", False),
+        workdir=opt_str("workdir"),
+        # issue 13: resources
+        resources=(*requests, *given.get("resources", ())),
+        gpus=opt_str("gpus"),
     )
+    # issue 15: a sweep file (``rangeexpr run sweep.toml``), the flags given over it
+    if given.get("sweep_file") is not None:
+        from .._sweepfile import spec_from_file
+
+        return spec_from_file(given["sweep_file"], spec, given.get("given_fields", ()))
+    return spec
+
+
+# issue 15: unions of grids
+def _grids(
+    exprs: tuple[str, ...], starts: Sequence[int]
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
+    """The ``-r`` values cut at each ``--grid``: the grids, and the shared ranges before
+    the first (with the resource requests of every grid, which apply to every job)."""
+    if not starts:
+        return (), exprs
+    from .._requests import split_exprs
+
+    grids, requests = [], []
+    for a, b in zip(starts, [*starts[1:], len(exprs)]):
+        ranges, asked = split_exprs(exprs[a:b])
+        grids.append(ranges)
+        requests += [f"{name}={value}" for name, value in asked]
+    return tuple(grids), (*exprs[: starts[0]], *requests)
+
+
+class _Grid(argparse.Action):
+    """``--grid`` (issue 15): the ``-r`` ranges after it, up to the next, are one grid."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=[], help=str(kwargs.get("help")))
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        starts = list(getattr(namespace, self.dest, None) or [])
+        setattr(namespace, self.dest, [*starts, len(getattr(namespace, "exprs", None) or [])])
 
 
 # ---------------------------------------------------------------------------
@@ -154,6 +236,16 @@ def _link(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _resource(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` of ``--resources`` (issue 13), checked when the run starts."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE, such as cpu=2, mem=4g, gpu=1 or a custom resource, got {text!r}"
+        )
+    return name.strip(), value
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(","))
     if not all(names):
@@ -182,6 +274,14 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="EXPR",
         help="a range expression (same as EXPR; may repeat)",
+    )
+    p.add_argument(  # issue 15: unions of grids
+        "--grid",
+        dest="grids",
+        action=_Grid,
+        help="start a grid: the -r ranges after it, up to the next --grid, are one product "
+        "of a union of grids, run grid after grid; the ranges before the first --grid (and "
+        "EXPR) are shared by every grid (may repeat)",
     )
 
 
@@ -260,6 +360,18 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the points --joblog FILE records as succeeded, and append to it",
     )
+    # issue 15: growing sweeps
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --joblog, and write into a --results directory holding "
+        "another sweep's outputs",
+    )
+    p.add_argument(
+        "--workdir",
+        metavar="TEMPLATE",
+        help="run each job in its own directory (a template, e.g. runs/$LR), created first",
+    )
     p.add_argument(
         "--retries",
         type=whole_number(0),
@@ -286,6 +398,29 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="keep each job's output in DIR/<index>.out and DIR/<index>.err",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    # issue 14: results
+    results = p.add_argument_group("results: metrics and output")
+    results.add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        default=[],
+        metavar="NAME[=REGEX]",
+        help="record a number each job reports, in the job log: the last 'NAME: X' or "
+        "'NAME=X' it prints, or REGEX's one group; or what it writes to the JSON file named "
+        "by $RANGEEXPR_METRICS_FILE (may repeat)",
+    )
+    results.add_argument(
+        "--tag",
+        action="store_true",
+        help="prefix each line of a job's output with its index and values, and a tab",
+    )
+    results.add_argument(
+        "-k",
+        "--keep-order",
+        action="store_true",
+        help="print the jobs' outputs in the sweep's order, not as they finish",
+    )
     p.add_argument(
         "--keep-leftovers",
         action="store_true",
@@ -308,7 +443,48 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         type=whole_number(1),
         default=1,
         metavar="K",
-        help="pack K consecutive points into one Ray job (ray only; default 1)",
+        help="pack K consecutive points into one Ray job or Slurm array task "
+        "(ray and slurm only; default 1)",
+    )
+    # issue 16: slurm
+    slurm = p.add_argument_group("the Slurm backend (-j is the array throttle %N)")
+    slurm.add_argument("--partition", metavar="NAME", help="sbatch --partition (slurm only)")
+    slurm.add_argument(
+        "--time",
+        dest="time_limit",
+        metavar="LIMIT",
+        help="sbatch --time: each array task's Slurm time limit, e.g. 1:00:00 (slurm only)",
+    )
+    slurm.add_argument(
+        "--sbatch-option",
+        dest="sbatch_options",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="pass OPT to sbatch as it is, written --sbatch-option=--qos=low (slurm only; "
+        "may repeat)",
+    )
+    # issue 13: resources
+    resources = p.add_argument_group(
+        "resources per job (-r cpu=1 -r mem=256m -r gpu=1 is the short form)"
+    )
+    resources.add_argument(
+        "--resources",
+        dest="resources",
+        action="append",
+        type=_resource,
+        default=[],
+        metavar="NAME=VALUE",
+        help="what each job needs: cpu=2, mem=4g (k, m, g, t; a bare number is MiB), gpu=1; "
+        "a value may be a template (gpu=$NGPU); with --backend ray also Ray's custom "
+        "resources (may repeat)",
+    )
+    resources.add_argument(
+        "--gpus",
+        metavar="LIST|auto|none",
+        help="the GPUs jobs share (local): ids such as 0,1,2,3; auto reads "
+        "CUDA_VISIBLE_DEVICES, else nvidia-smi -L (default: auto if a job asks for a GPU, "
+        "else none)",
     )
 
 

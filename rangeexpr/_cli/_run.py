@@ -10,6 +10,7 @@ for them.
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -18,17 +19,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._errors import RangeExprError
-from .._points import BaseSweep
+from .._parse import RUNTIME_NAMES
+from .._points import BaseSweep, Point  # issue 15: Point
+from .._requests import Requests, adapt_jobs  # issue 13: resources
 from .._spec import RunSpec
-from .._template import Command, Template
+from .._template import Command, Derived, Template, WithRuntime  # issue 15: Derived
 from .._text import int_text
 from ._options import spec_from_args
-from ._resume import check_writable, header, read_resume, resume, take_joblog
+from ._resume import (  # issue 15: no clobbering, resume by values
+    Done,
+    check_clobber,
+    check_writable,
+    claim_results,
+    header,
+    read_resume,
+    resume,
+    take_joblog,
+)
 
 if TYPE_CHECKING:
     import trio
 
-    from runner import Backend, Job, JobLog, Resumed, Runner
+    from runner import Backend, Job, JobLog, Metrics, Runner
 
 __all__ = ["command"]
 
@@ -37,13 +49,20 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 def command(args: argparse.Namespace) -> int:
     """Run (or with --dry-run print) every job; the process's exit code."""
-    if args.exec is None:
-        raise RangeExprError("run needs --exec TEMPLATE: the command to run for each point")
     spec = spec_from_args(args)
+    if spec.command is None:  # issue 15: or the sweep file's exec
+        raise RangeExprError("run needs --exec TEMPLATE: the command to run for each point")
     full = spec.sweep()
     sweep = spec.selected(full)
     cmd, env, warnings = spec.templates(full)
     assert cmd is not None
+    if spec.workdir is not None:  # issue 15: checked before anything runs
+        Template(spec.workdir).check(full, runtime=tuple(env))  # and derived values
+        runtime = cmd.names.union(*(t.names for t in env.values())) & set(RUNTIME_NAMES)
+        if runtime:  # those jobs are rendered when they start, without the directory
+            raise RangeExprError(
+                f"--workdir cannot be combined yet with ${sorted(runtime)[0]} in --exec or -e"
+            )
     for w in warnings:
         print(f"rangeexpr: warning: {w}", file=sys.stderr)
     return run(spec, sweep, cmd, env)
@@ -61,16 +80,20 @@ def run(spec: RunSpec, sweep: BaseSweep, command: Command, env: dict[str, Templa
     if spec.dry_run:
         from ._dry_run import dry_run
 
-        skip = read_resume(spec, sweep).succeeded if resuming else frozenset()
-        return dry_run(spec, sweep, command, env, skip)
+        return dry_run(spec, sweep, command, env, read_resume(spec, sweep) if resuming else None)
     from .._backends import make_backend
 
-    backend = make_backend(spec, sweep)
+    requests = Requests(spec.resources, sweep, custom=True)  # issue 13: checked here
+    backend = make_backend(spec, sweep, requests)
+    check_clobber(spec)  # issue 15
     check_writable(spec)
     joblog = take_joblog(spec)
     try:
         resumed = resume(joblog, spec, sweep) if joblog is not None and resuming else None
-        return _run_in_trio(_Plan(spec, sweep, command, env, backend, joblog, resumed))
+        claim_results(spec, resumed.ids if resumed is not None else frozenset())  # issue 15
+        return _run_in_trio(
+            _Plan(spec, sweep, command, env, backend, joblog, resumed, requests=requests)
+        )
     finally:
         if joblog is not None:
             joblog.close()
@@ -86,7 +109,8 @@ class _Plan:
     env: dict[str, Template]
     backend: Backend  # not yet entered
     joblog: JobLog | None  # held for this run, not yet started unless resumed
-    resumed: Resumed | None  # what the job log said, when resuming
+    resumed: Done | None  # what the job log said, when resuming (issue 15: by values)
+    requests: Requests | None = None  # issue 13: what each job asks for
 
 
 def _run_in_trio(plan: _Plan) -> int:
@@ -128,22 +152,44 @@ def _jobs(
     sweep: BaseSweep,
     command: Command,
     env: Mapping[str, Template],
-    skip: frozenset[int],
+    skip: Done | None,
     counts: _Counts,
+    *,
+    workdir: Template | None = None,
 ) -> Iterator[Job]:
-    """The sweep's jobs, rendered one at a time as the runner pulls them."""
+    """The sweep's jobs, rendered one at a time as the runner pulls them.
+
+    With ``workdir`` (issue 15) each job runs in its own directory, made before it starts:
+    ``cd`` into it is part of the job's command, so every backend runs it the same way.
+    """
     from runner import Job
 
     count = int_text(sweep.full_size)
     templates = tuple(env.items())
+    # issue 15: derived values, rendered only when a template names an -e value
+    derived = Derived.needed(env, command, workdir)
+    values: Point | WithRuntime
     for point in sweep:
-        if point.index in skip:
+        if skip is not None and point in skip:
             counts.skipped += 1
             continue
-        extra = {name: template.render(point) for name, template in templates}
+        if derived is None:
+            extra = {name: template.render(point) for name, template in templates}
+            values = point
+        else:
+            extra, values = derived.render(point)
         extra["RANGEEXPR_INDEX"] = int_text(point.index)
         extra["RANGEEXPR_COUNT"] = count
-        yield Job(point.index, command.argv(point), command.line(point), extra, point)
+        argv, line = command.argv(values), command.line(values)
+        if workdir is not None:
+            directory = workdir.render(values)
+            try:
+                Path(directory).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RangeExprError(f"cannot make --workdir {directory}: {exc.strerror}") from None
+            argv = ("/bin/sh", "-c", 'cd -- "$0" && exec "$@"', directory, *argv)
+            line = f"cd -- {shlex.quote(directory)} && {line}"
+        yield Job(point.index, argv, line, extra, point)
 
 
 async def _main(plan: _Plan) -> int:
@@ -151,16 +197,22 @@ async def _main(plan: _Plan) -> int:
     from runner import StorageError
 
     spec, sweep, joblog = plan.spec, plan.sweep, plan.joblog
-    skip = plan.resumed.succeeded if plan.resumed is not None else frozenset()
+    skip = plan.resumed
     counts = _Counts()
     async with plan.backend:
-        if joblog is not None and plan.resumed is None:
-            try:
-                joblog.start(header(spec, sweep))
+        if joblog is not None and (skip is None or skip.last_source != spec.identity()):
+            try:  # issue 15: a resumed run that changed the sweep appends its own header
+                start = joblog.start if skip is None else joblog.add_header
+                start(header(spec, sweep))
             except StorageError as exc:
                 sys.stderr.write(f"rangeexpr: error: {exc}\n")
                 return EXIT_FAILED
-        jobs = _jobs(sweep, plan.command, plan.env, skip, counts)
+        workdir = None if spec.workdir is None else Template(spec.workdir)  # issue 15
+        jobs = _jobs(sweep, plan.command, plan.env, skip, counts, workdir=workdir)
+        # issue 13: the jobs' requests; templates naming $RANGEEXPR_SLOT and the like
+        jobs = adapt_jobs(
+            jobs, sweep, plan.command, plan.env, requests=plan.requests, skip=skip, counts=counts
+        )
         return await _run(plan, jobs, counts)
 
 
@@ -170,18 +222,23 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
 
     from runner import Halt, Runner, parse_halt
 
-    from ._summary import print_summary
+    from ._summary import job_tag, print_summary
 
     spec, joblog = plan.spec, plan.joblog
     halt = Halt() if spec.halt is None else parse_halt(spec.halt)
+    metrics = _metrics(spec)  # issue 14: results
     runner = Runner(
         plan.backend,
-        spec.jobs,  # slots: the runner admits spec.jobs * backend.jobs_per_slot jobs
+        _limit(plan),  # slots: the runner admits spec.jobs * backend.jobs_per_slot jobs
         retries=spec.retries,
         timeout=spec.timeout,
         halt=halt,
         joblog=joblog,
         results_dir=None if spec.results is None else Path(spec.results),
+        # issue 14: results
+        metrics=metrics,
+        tag=job_tag if spec.tag else None,
+        keep_order=spec.keep_order,
     )
     interrupted: list[int] = []
     force = trio.CancelScope()  # the last resort: cancel the run, jobs killed without records
@@ -207,7 +264,17 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
     idle = ran_out and runner.statistics().started == 0
     if idle and counts.skipped == 0:  # no silent empty sweeps
         raise RangeExprError(f"nothing to run: {spec.selection()} keeps no point")
-    print_summary(summary, counts.skipped, halt, interrupted)
+    print_summary(
+        summary,
+        counts.skipped,
+        halt,
+        interrupted,
+        # issue 14: results
+        metrics=() if metrics is None else metrics.names,
+        sweep=plan.sweep,
+        started=runner.statistics().started,
+        resumed=plan.resumed is not None,
+    )
     if idle:
         sys.stderr.write(f"rangeexpr: nothing left to run: {spec.joblog} records every point\n")
     if error is not None:
@@ -220,6 +287,37 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+# issue 14: results
+METRICS_FILE = "RANGEEXPR_METRICS_FILE"
+
+
+def _metrics(spec: RunSpec) -> Metrics | None:
+    """What the runner reads after each attempt; None without --metric.
+
+    The metrics file is offered where the job can see our files: a local job, or a Slurm
+    job with --results DIR (on the file system the nodes share). Ray jobs write theirs on
+    their own machine: they report by printing.
+    """
+    if not spec.metrics:
+        return None
+    from .._spec import parse_metrics
+
+    shared = spec.backend == "local" or (spec.backend == "slurm" and spec.results is not None)
+    return parse_metrics(spec.metrics, METRICS_FILE if shared else None)
+
+
+def _limit(plan: _Plan) -> int | trio.CapacityLimiter:
+    """The runner's limit: ``-j`` slots; issue 13: with requests that vary by point, a
+    look-ahead of twice as many jobs, so a small job can start while a big one waits for
+    its resources (the local pool's slots still hold the running jobs to ``-j``)."""
+    import trio
+
+    requests = plan.requests
+    if requests is None or requests.fixed is not None or plan.spec.backend != "local":
+        return plan.spec.jobs
+    return trio.CapacityLimiter(2 * plan.spec.jobs)
 
 
 async def _watch_signals(

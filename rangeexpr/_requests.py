@@ -1,0 +1,375 @@
+"""Resource requests on our side: ``-r NAME=VALUE``, request templates, runtime variables.
+
+``-r`` takes both range expressions and Backend.AI's resource requests, told apart by
+their form (``split_exprs``). A request's value may be a template (``-r 'gpu=$NGPU'``):
+``Requests`` renders it per point, and checks it, with the other templates, over every
+case value and the ends of other ranges before anything runs. The pool itself, the slots
+and the GPUs are the runner's (``runner/_resources.py``).
+
+Runtime variables: ``RANGEEXPR_INDEX`` and ``RANGEEXPR_COUNT`` are known when a job is
+made; ``RANGEEXPR_SLOT`` and ``RANGEEXPR_GPUS`` only when it starts, so a job whose
+templates name them carries a ``finish`` that renders them then (``make_jobs``). Jobs
+whose templates name none are made as cheaply as before.
+
+Also here: the warnings for what Backend.AI's client did differently (``parity_warnings``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
+
+from ._axes import CaseAxis
+from ._errors import RangeExprError
+from ._parse import KINDS, RUNTIME_NAMES
+from ._points import Point
+from ._template import Command, Derived, Template, WithRuntime
+from ._text import int_text
+
+if TYPE_CHECKING:
+    from runner import Job, Pool, Request
+
+    from ._ast import Value
+    from ._points import BaseSweep
+
+__all__ = [
+    "LATE_NAMES",
+    "RUNTIME_NAMES",
+    "Placeholder",
+    "Requests",
+    "adapt_jobs",
+    "make_jobs",
+    "parity_warnings",
+    "split_exprs",
+]
+
+LATE_NAMES = frozenset({"RANGEEXPR_SLOT", "RANGEEXPR_GPUS"})  # known when the job starts
+_KNOWN = "cpu, mem, gpu, cuda.device"  # runner._resources.KNOWN_RESOURCES, without loading it
+_RANGE_VALUE = re.compile(rf"\s*(?:[A-Za-z_]\w*\s*:|(?:{'|'.join(KINDS)})\b)")
+_SAMPLES = 10_000  # request templates are checked on at most this many value combinations
+# Shell syntax that a command without --shell passes on as literal arguments.
+_OPERATORS = frozenset({">", ">>", "<", "<<", "|", "||", "&&", ";", "&", ">&", "<&", "&>"})
+
+
+def split_exprs(items: Sequence[str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """``-r`` values as range expressions and resource requests ``(name, value)``.
+
+    ``NAME=KIND:ARGS`` (or a value starting with a kind) is a range, left to the parser;
+    ``NAME=VALUE`` with NAME a resource (cpu, mem, gpu, cuda.device) a request; anything
+    else, like ``X=3``, an error that shows both forms.
+    """
+    exprs: list[str] = []
+    requests: list[tuple[str, str]] = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or _RANGE_VALUE.match(value) or not name.strip().isidentifier():
+            exprs.append(item)
+            continue
+        if name.strip().lower() in ("cpu", "mem", "gpu"):  # the common case: no import
+            requests.append((name.strip(), value))
+            continue
+        from runner import resource_name
+
+        if resource_name(name) is None:
+            raise RangeExprError(
+                f"-r {item}: expected a range NAME=KIND:ARGS (e.g. {name.strip()}=case:{value}"
+                f" or {name.strip()}=range:{value}) or a resource request NAME=VALUE with NAME"
+                f" one of {_KNOWN} (e.g. cpu=1, mem=256m, gpu=1); other resources go to"
+                " --resources NAME=VALUE",
+                item,
+                (0, len(item)),
+            )
+        requests.append((name.strip(), value))
+    return tuple(exprs), tuple(requests)
+
+
+def request_names(pairs: Sequence[tuple[str, str]]) -> frozenset[str]:
+    """The range names the request templates use (``-r 'gpu=$NGPU'``: NGPU)."""
+    names: set[str] = set()
+    for _, value in pairs:
+        if "$" in value:
+            names |= Template(value).names
+    return frozenset(names)
+
+
+class Requests:
+    """What each job asks for: one Request, or one per point where a value is a template.
+
+    ``custom``: whether names other than cpu, mem, gpu are allowed (Ray's custom
+    resources). Bad values and templates are RangeExprErrors, raised here for the fixed
+    request and, for templates, for the sample points ``check`` renders.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], sweep: BaseSweep, *, custom: bool):
+        self.pairs = tuple(pairs)
+        self.custom = custom
+        self.templates = tuple((name, _template(name, value)) for name, value in pairs)
+        self.names = frozenset().union(*(t.names for _, t in self.templates))
+        for name, template in self.templates:
+            bad = template.names & set(RUNTIME_NAMES)
+            if bad:
+                raise RangeExprError(
+                    f"--resources {name}: ${min(bad)} is not known before the job starts; "
+                    "a request can use range variables only",
+                    template.source,
+                )
+            template.check(sweep)
+        self.fixed: Request | None = None if self.names else self._parse(self.pairs)
+        self._sweep = sweep
+
+    @property
+    def asks_for_gpus(self) -> bool:
+        """Whether some job may ask for a GPU (a template might)."""
+        return any(
+            name.strip().lower() in ("gpu", "cuda.device")
+            and (template.names or template.source.strip() not in ("0", ""))
+            for name, template in self.templates
+        )
+
+    @property
+    def asks_for_memory(self) -> bool:
+        return any(name.strip().lower() == "mem" for name, _ in self.pairs)
+
+    def of(self, values: Mapping[str, Value]) -> Request:
+        """The request of the point with these values."""
+        if self.fixed is not None:
+            return self.fixed
+        return self._parse([(name, t.render(values)) for name, t in self.templates])
+
+    def samples(self) -> Iterator[Request]:
+        """The distinct requests of the sample points: every combination of each used
+        axis's case values, or its first and last value (as templates are checked)."""
+        if self.fixed is not None:
+            yield self.fixed
+            return
+        axes = [self._sweep.axis(name) for name in sorted(self.names)]
+        indices = [
+            range(ax.size) if isinstance(ax, CaseAxis) else sorted({0, ax.size - 1}) for ax in axes
+        ]
+        seen: set[Request] = set()
+        for combo in itertools.islice(itertools.product(*indices), _SAMPLES):
+            values = _Sample({ax.name: (ax[i], ax.text(i)) for ax, i in zip(axes, combo)})
+            request = self.of(values)
+            if request not in seen:
+                seen.add(request)
+                yield request
+
+    def check(self, pool: Pool) -> None:
+        """RangeExprError if a sample request can never fit in ``pool`` (before any runs)."""
+        from runner import ResourceError
+
+        for request in self.samples():
+            try:
+                pool.check(request)
+            except ResourceError as exc:
+                raise RangeExprError(f"cannot run: {exc}") from None
+
+    def _parse(self, pairs: Sequence[tuple[str, str]]) -> Request:
+        from runner import Request, ResourceError
+
+        try:
+            return Request.parse(pairs, custom=self.custom)
+        except ResourceError as exc:
+            raise RangeExprError(str(exc)) from None
+
+
+def _template(name: str, value: str) -> Template:
+    try:
+        return Template(value)
+    except RangeExprError as exc:
+        raise RangeExprError(f"-r {name}={value}: {exc.message}", value, exc.span) from None
+
+
+class _Sample(dict[str, "Value"]):
+    """Values with their texts as written, for rendering a template off a point."""
+
+    def __init__(self, pairs: Mapping[str, tuple[Value, str]]):
+        super().__init__({name: value for name, (value, _) in pairs.items()})
+        self._texts = {name: text for name, (_, text) in pairs.items()}
+
+    def text(self, name: str) -> str:
+        return self._texts[name]
+
+
+class Placeholder:
+    """A runtime variable not known yet: renders as its placeholder, whatever the spec."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __format__(self, spec: str) -> str:
+        return f"${{{self.name}:{spec}}}" if spec else f"${self.name}"
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+class _Skipped(Protocol):
+    skipped: int
+
+
+class _Done(Protocol):
+    """The points a resumed run skips (``_cli/_resume.Done``)."""
+
+    def __contains__(self, point: Point, /) -> bool: ...
+
+
+def adapt_jobs(
+    jobs: Iterator[Job],
+    sweep: BaseSweep,
+    command: Command,
+    env: Mapping[str, Template],
+    *,
+    requests: Requests | None,
+    skip: _Done | None,
+    counts: _Skipped,
+) -> Iterator[Job]:
+    """``jobs`` (the plain ones) with their requests; or, when the templates name a runtime
+    variable, the sweep's jobs rendered here instead (``make_jobs``).
+
+    The plain jobs stay as cheap as they were: a fixed request costs one ``replace`` per
+    job, and nothing at all when nothing is asked for.
+    """
+    used = command.names.union(*(t.names for t in env.values()))
+    if used & set(RUNTIME_NAMES):
+        return make_jobs(sweep, command, env, requests=requests, skip=skip, counts=counts)
+    if requests is None or (requests.fixed is not None and not requests.fixed.as_dict()):
+        return jobs
+    fixed = requests.fixed
+    if fixed is not None:
+        return (replace(job, request=fixed) for job in jobs)
+    return (replace(job, request=requests.of(job.values)) for job in jobs)
+
+
+def make_jobs(
+    sweep: BaseSweep,
+    command: Command,
+    env: Mapping[str, Template],
+    *,
+    requests: Requests | None,
+    skip: _Done | None,
+    counts: _Skipped,
+) -> Iterator[Job]:
+    """The sweep's jobs with their requests, and runtime variables rendered (``finish``).
+
+    A job whose templates name ``RANGEEXPR_SLOT`` or ``RANGEEXPR_GPUS`` is made with them
+    as placeholders (its log line shows them so) and rendered again by its ``finish`` once
+    the backend knows them.
+    """
+    from runner import Job, Request
+
+    count = sweep.full_size
+    count_text = int_text(count)
+    templates = tuple(env.items())
+    used = command.names.union(*(t.names for t in env.values()))
+    runtime = used & set(RUNTIME_NAMES)
+    late = runtime & LATE_NAMES
+    placeholders = {name: Placeholder(name) for name in late}
+    derived = Derived.needed(env, command)
+    for point in sweep:
+        if skip is not None and point in skip:
+            counts.skipped += 1
+            continue
+        request = Request() if requests is None else requests.of(point)
+        early: dict[str, object] = {"RANGEEXPR_INDEX": point.index, "RANGEEXPR_COUNT": count}
+        extra, values = _render_env(
+            WithRuntime(point, {**early, **placeholders}), templates, derived
+        )
+        extra["RANGEEXPR_INDEX"] = int_text(point.index)
+        extra["RANGEEXPR_COUNT"] = count_text
+        job = Job(point.index, command.argv(values), command.line(values), extra, point, request)
+        if late:
+            job = replace(
+                job, finish=_finisher(job, point, early, command, templates, derived=derived)
+            )
+        yield job
+
+
+def _finisher(
+    job: Job,
+    point: Point,
+    early: Mapping[str, object],
+    command: Command,
+    templates: tuple[tuple[str, Template], ...],
+    *,
+    derived: Derived | None,
+) -> Callable[[Mapping[str, str]], Job]:
+    """``job.finish``: the job rendered again with its slot and GPUs."""
+
+    def finish(variables: Mapping[str, str]) -> Job:
+        slot = variables.get("RANGEEXPR_SLOT", "")
+        runtime = {
+            **early,
+            "RANGEEXPR_SLOT": int(slot) if slot.isdigit() else slot,
+            "RANGEEXPR_GPUS": variables.get("RANGEEXPR_GPUS", ""),
+        }
+        rendered, values = _render_env(WithRuntime(point, runtime), templates, derived)
+        env = dict(job.env)
+        env.update(rendered)
+        return replace(
+            job, argv=command.argv(values), command=command.line(values), env=env, finish=None
+        )
+
+    return finish
+
+
+def _render_env(
+    values: WithRuntime, templates: tuple[tuple[str, Template], ...], derived: Derived | None
+) -> tuple[dict[str, str], WithRuntime]:
+    """The ``-e`` texts, and the values to render the command with (with them if derived)."""
+    if derived is None:
+        return {name: template.render(values) for name, template in templates}, values
+    return derived.render(values)
+
+
+def parity_warnings(sweep: BaseSweep, command: str | None, shell: bool) -> list[str]:
+    """What Backend.AI's client did that we do not, where a ported command would differ."""
+    warnings = []
+    for axis in sweep.axes:
+        if not isinstance(axis, CaseAxis):
+            continue
+        seen: set[tuple[type, Value]] = set()
+        duplicates: list[str] = []
+        for i in range(axis.size):
+            key = (type(axis[i]), axis[i])
+            if key in seen and axis.text(i) not in duplicates:
+                duplicates.append(axis.text(i))
+            seen.add(key)
+        if duplicates:
+            shown = ", ".join(map(repr, duplicates[:5]))
+            warnings.append(
+                f"{axis.name} lists {shown} more than once: each copy runs as its own job "
+                "(Backend.AI ran it once)"
+            )
+    if command is not None and not shell:
+        operators = _operators(command)
+        if operators:
+            shown = " ".join(operators)
+            warnings.append(
+                f"--exec holds shell syntax ({shown}) but runs without a shell: each is passed "
+                "to the program as a literal argument; add --shell to run it through /bin/sh "
+                "(Backend.AI ran --exec in a shell)"
+            )
+    return warnings
+
+
+def _operators(command: str) -> list[str]:
+    """The shell operators standing unquoted in ``command``, in order of appearance."""
+    import shlex
+
+    lexer = shlex.shlex(command, posix=False, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:  # an unclosed quote: the command itself reports it
+        return []
+    found: list[str] = []
+    for token in tokens:
+        if token in _OPERATORS and token not in found:
+            found.append(token)
+    return found
