@@ -8,7 +8,8 @@ axes). ``rows_at`` decodes a batch of indices at once, with numpy when they fit 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice, product
 from typing import TYPE_CHECKING, Any
 
 from ._ast import Value
@@ -176,3 +177,43 @@ def rows_at(
             values = cache[k] = a.values(0, sz)
         cols.append(map(values.__getitem__, digits))
     return list(zip(*cols)) if cols else [() for _ in indices]
+
+
+BLOCK = 4096  # points per block when iterating: the trailing axes' product, held whole
+
+
+def row_blocks(
+    layout: Layout, lo: int, hi: int
+) -> Iterator[tuple[int, Iterator[tuple[Value, ...]]]]:
+    """The value rows of an unlinked layout's indices ``[lo, hi)``, as ``(first index, rows)``
+    blocks of about ``BLOCK``: the product of the trailing axes (materialized once) with a
+    chunk of the axis before them, built by ``itertools.product`` in C, never decoding each
+    index. Shared by ``Sweep`` and ``Union`` iteration."""
+    axes, sizes = layout.axes, layout.sizes
+    n = len(axes)
+    if lo >= hi:
+        return
+    k, inner = n, 1  # axes[k:] are small enough to hold whole
+    while k > 0 and inner * sizes[k - 1] <= BLOCK:
+        k -= 1
+        inner *= sizes[k]
+    inner_lists = [axes[m].values(0, sizes[m]) for m in range(k, n)]
+    if k == 0:
+        yield lo, islice(product(*inner_lists), lo, hi)
+        return
+    j = k - 1  # the axis walked in chunks
+    chunk = max(1, BLOCK // inner)
+    g = lo
+    while g < hi:
+        q, inner_off = divmod(g, inner)
+        q, dj = divmod(q, sizes[j])
+        outer: list[list[Value]] = []
+        for m in range(j - 1, -1, -1):
+            q, d = divmod(q, sizes[m])
+            outer.append([axes[m]._at(d)])
+        outer.reverse()
+        dj_end = min(sizes[j], dj + chunk)
+        take = min((dj_end - dj) * inner - inner_off, hi - g)
+        block = product(*outer, axes[j].values(dj, dj_end), *inner_lists)
+        yield g, islice(block, inner_off, inner_off + take)
+        g += take

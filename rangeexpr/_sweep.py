@@ -5,21 +5,21 @@ plus a ``range`` of selected global indices (slices and shards narrow the range)
 random access, slicing and sharding are O(number of axes) for any size. It is the
 ``IndexedSweep`` of ``rangeexpr/_views.py``, which gives it filters, shuffles and samples.
 
-Iteration does not decode each point: it walks blocks of about ``_BLOCK`` points, each
-the product of the trailing axes (materialized once, bounded by ``_BLOCK`` values) with a
+Iteration does not decode each point: it walks blocks of about ``BLOCK`` points, each
+the product of the trailing axes (materialized once, bounded by ``BLOCK`` values) with a
 chunk of the next axis, and lets ``itertools.product`` build the tuples in C.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import count, islice, product, repeat
+from itertools import count, repeat
 from typing import TYPE_CHECKING, Any, overload
 
-from ._ast import RangeExpr, Value
+from ._ast import RangeExpr
 from ._axes import Axis, _range_len, axis
 from ._errors import SweepError
-from ._layout import INT64_SAFE, Layout, rows_at
+from ._layout import INT64_SAFE, Layout, row_blocks, rows_at
 from ._parse import parse
 from ._points import Point, compose, shard_range
 from ._text import int_text
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = ["Point", "Sweep"]
-
-_BLOCK = 4096
 
 
 def _expressions(exprs: Iterable[str | RangeExpr]) -> list[RangeExpr]:
@@ -186,36 +184,8 @@ class Sweep(IndexedSweep):
 
     def _iter_block(self, lo: int, hi: int) -> Iterator[Point]:
         layout = self._layout
-        axes, sizes = layout.axes, layout.sizes
-        n = len(axes)
-        if lo >= hi:
-            return
-        k, inner = n, 1  # axes[k:] are small enough to hold whole
-        while k > 0 and inner * sizes[k - 1] <= _BLOCK:
-            k -= 1
-            inner *= sizes[k]
-        inner_lists = [axes[m].values(0, sizes[m]) for m in range(k, n)]
-        if k == 0:
-            yield from map(Point, count(lo), islice(product(*inner_lists), lo, hi), repeat(layout))
-            return
-        j = k - 1  # the axis walked in chunks
-        chunk = max(1, _BLOCK // inner)
-        g = lo
-        while g < hi:
-            q, inner_off = divmod(g, inner)
-            q, dj = divmod(q, sizes[j])
-            outer: list[list[Value]] = []
-            for m in range(j - 1, -1, -1):
-                q, d = divmod(q, sizes[m])
-                outer.append([axes[m]._at(d)])
-            outer.reverse()
-            dj_end = min(sizes[j], dj + chunk)
-            take = min((dj_end - dj) * inner - inner_off, hi - g)
-            block = product(*outer, axes[j].values(dj, dj_end), *inner_lists)
-            yield from map(
-                Point, count(g), islice(block, inner_off, inner_off + take), repeat(layout)
-            )
-            g += take
+        for first, rows in row_blocks(layout, lo, hi):
+            yield from map(Point, count(first), rows, repeat(layout))
 
     def _reader(self) -> Reader:
         layout, r = self._layout, self._indices

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate, chain, count, islice, product, repeat
+from itertools import accumulate, chain, count, repeat
 from typing import TYPE_CHECKING, Any, overload
 
 from ._ast import Value
 from ._axes import Axis, _range_len
 from ._errors import SweepError
-from ._layout import INT64_SAFE, Layout, rows_at
+from ._layout import INT64_SAFE, Layout, row_blocks, rows_at
 from ._points import Point, compose
 from ._sweep import Sweep
 from ._text import int_text
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = ["GridPoint", "Union"]
-
-_BLOCK = 4096
 
 
 class GridLayout(Layout):
@@ -313,36 +311,5 @@ def _columns(layout: Layout, local: list[int]) -> dict[str, npt.NDArray[Any]]:
 
 def _block_rows(layout: Layout, lo: int, hi: int) -> Iterator[tuple[Value, ...]]:
     """The value rows of an unlinked layout's indices ``[lo, hi)``, in blocks of about
-    ``_BLOCK`` built by ``itertools.product`` in C (as ``Sweep`` iterates)."""
-    return chain.from_iterable(_blocks(layout, lo, hi))
-
-
-def _blocks(layout: Layout, lo: int, hi: int) -> Iterator[Iterator[tuple[Value, ...]]]:
-    axes, sizes = layout.axes, layout.sizes
-    n = len(axes)
-    if lo >= hi:
-        return
-    k, inner = n, 1  # axes[k:] are small enough to hold whole
-    while k > 0 and inner * sizes[k - 1] <= _BLOCK:
-        k -= 1
-        inner *= sizes[k]
-    inner_lists = [axes[m].values(0, sizes[m]) for m in range(k, n)]
-    if k == 0:
-        yield islice(product(*inner_lists), lo, hi)
-        return
-    j = k - 1  # the axis walked in chunks
-    chunk = max(1, _BLOCK // inner)
-    g = lo
-    while g < hi:
-        q, inner_off = divmod(g, inner)
-        q, dj = divmod(q, sizes[j])
-        outer: list[list[Value]] = []
-        for m in range(j - 1, -1, -1):
-            q, d = divmod(q, sizes[m])
-            outer.append([axes[m]._at(d)])
-        outer.reverse()
-        dj_end = min(sizes[j], dj + chunk)
-        take = min((dj_end - dj) * inner - inner_off, hi - g)
-        block = product(*outer, axes[j].values(dj, dj_end), *inner_lists)
-        yield islice(block, inner_off, inner_off + take)
-        g += take
+    ``BLOCK`` built by ``itertools.product`` in C (as ``Sweep`` iterates)."""
+    return chain.from_iterable(rows for _, rows in row_blocks(layout, lo, hi))

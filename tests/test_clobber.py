@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", "run", "--no-progress", *args],
-        cwd=cwd,
-        env=ENV,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from test_cli_run import run
 
 
 def test_an_existing_joblog_without_resume_is_an_error(tmp_path: Path) -> None:

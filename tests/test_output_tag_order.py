@@ -3,7 +3,6 @@ in sweep order), as GNU Parallel has them (issue 14)."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -12,23 +11,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from test_cli_run import ENV, run
 
 from runner._output import _CHUNK, InOrder, _chunks, last_line
-
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", "run", "--no-progress", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_tag_prefixes_every_line_of_stdout_and_stderr(tmp_path: Path) -> None:

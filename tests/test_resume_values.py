@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli_run import run
 
 from rangeexpr import Sweep
 from rangeexpr._cli._resume import Done, _read
@@ -18,22 +16,8 @@ from rangeexpr._errors import RangeExprError
 from rangeexpr._spec import RunSpec
 from runner import read_joblog
 
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 # every job appends its values to `ran`: how many times each point ran
 EXEC = ("--exec", "sh -c 'echo $LR $SEED >> ran'")
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", "run", "--no-progress", *args],
-        cwd=cwd,
-        env=ENV,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def ran(cwd: Path) -> Counter[str]:

@@ -5,30 +5,14 @@ left unstarted; a slowest-jobs list only when some stand out; metrics reported."
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_cli_run import run
 
 from rangeexpr._cli import _summary
 from runner import FailedJob, Halt, SlowJob, Summary
-
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", "run", "--no-progress", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def summary_lines(stderr: str) -> list[str]:
