@@ -1,4 +1,4 @@
-"""Regenerate rangeexpr/_tables.py from the grammars here: ``python3 grammar/build_tables.py``.
+"""Regenerate rangeexpr/_tables_*.py from the grammars here: ``python3 grammar/build_tables.py``.
 
 Needs ``interegular`` (in the ``test`` extra), for lark's strict mode.
 """
@@ -8,7 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rangeexpr._grammar import TABLES_PATH, build_tables
+from rangeexpr._grammar import GRAMMARS, build_tables, tables_path
 
-TABLES_PATH.write_text(build_tables(), encoding="utf-8")
-print(f"wrote {TABLES_PATH}", file=sys.stderr)
+for name in GRAMMARS:
+    tables_path(name).write_text(build_tables(name), encoding="utf-8")
+    print(f"wrote {tables_path(name)}", file=sys.stderr)

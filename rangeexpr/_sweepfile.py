@@ -26,7 +26,6 @@ the file: its line and column, and the line with a marker.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -51,6 +50,8 @@ def is_sweep_file(text: str) -> bool:
 def spec_from_file(path: str, cli: RunSpec, given: Collection[str] = ()) -> RunSpec:
     """The spec the file at ``path`` holds, with the fields ``given`` on the command line
     (RunSpec field names) taken from ``cli``."""
+    import tomllib  # here, not at start-up: every command checks its arguments for a file
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -32,7 +32,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     (wheel,) = where.glob("rangeexpr-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in (
-        "rangeexpr/_tables.py",
+        "rangeexpr/_tables_rangeexpr.py",
+        "rangeexpr/_tables_filter.py",
         "rangeexpr/grammar/rangeexpr.lark",
         "rangeexpr/grammar/filter.lark",
         "rangeexpr/py.typed",

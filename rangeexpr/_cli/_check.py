@@ -7,7 +7,6 @@ import sys
 
 from .._axes import Axis
 from .._text import int_text
-from .._union import Union
 from ._options import spec_from_args
 from ._output import stdout, write_row
 
@@ -26,7 +25,10 @@ def command(args: argparse.Namespace) -> int:
         Requests(spec.resources, full, custom=True)
     rows: list[tuple[str, ...]] = [("NAME", "KIND", "LENGTH", "FIRST", "LAST")]
     grids = ""
-    if isinstance(full, Union):  # a GRID column: the shared axes once, then each grid's own
+    if spec.grids:  # a union: a GRID column, the shared axes once, then each grid's own
+        from .._union import Union  # imported only for a union
+
+        assert isinstance(full, Union)
         rows = [("GRID", *rows[0])]
         n = len(full.shared)
         rows += [("all", *_axis_row(ax)) for ax in full.axes[:n]]
