@@ -43,6 +43,7 @@ __all__ = [
     "adapt_jobs",
     "make_jobs",
     "parity_warnings",
+    "runtime_names",
     "split_exprs",
 ]
 
@@ -219,6 +220,12 @@ class _Done(Protocol):
     def __contains__(self, point: Point, /) -> bool: ...
 
 
+def runtime_names(command: Command, env: Mapping[str, Template]) -> frozenset[str]:
+    """The ``RANGEEXPR_*`` variables the command and ``-e`` templates name: such jobs are
+    made by ``make_jobs`` (and rendered again at start for ``LATE_NAMES``)."""
+    return command.names.union(*(t.names for t in env.values())) & set(RUNTIME_NAMES)
+
+
 def adapt_jobs(
     jobs: Iterator[Job],
     sweep: BaseSweep,
@@ -235,8 +242,7 @@ def adapt_jobs(
     The plain jobs stay as cheap as they were: a fixed request costs one ``replace`` per
     job, and nothing at all when nothing is asked for.
     """
-    used = command.names.union(*(t.names for t in env.values()))
-    if used & set(RUNTIME_NAMES):
+    if runtime_names(command, env):
         return make_jobs(sweep, command, env, requests=requests, skip=skip, counts=counts)
     if requests is None or (requests.fixed is not None and not requests.fixed.as_dict()):
         return jobs
@@ -266,9 +272,7 @@ def make_jobs(
     count = sweep.full_size
     count_text = int_text(count)
     templates = tuple(env.items())
-    used = command.names.union(*(t.names for t in env.values()))
-    runtime = used & set(RUNTIME_NAMES)
-    late = runtime & LATE_NAMES
+    late = runtime_names(command, env) & LATE_NAMES
     placeholders = {name: Placeholder(name) for name in late}
     derived = Derived.needed(env, command)
     for point in sweep:

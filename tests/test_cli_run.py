@@ -21,9 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m rangeexpr ARGS`` in ``cwd``, with this checkout's code."""
     return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", "run", "--no-progress", *args],
+        [sys.executable, "-m", "rangeexpr", *args],
         cwd=cwd,
         env=ENV,
         check=False,
@@ -31,6 +32,10 @@ def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProce
         text=True,
         timeout=timeout,
     )
+
+
+def run(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return cli("run", "--no-progress", *args, cwd=cwd, timeout=timeout)
 
 
 def piped(rangeexpr_args: str, reader: str, cwd: Path) -> subprocess.CompletedProcess[str]:

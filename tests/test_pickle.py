@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_views import apply_step
 
 from rangeexpr import BaseSweep, Command, Sweep, Template
 from rangeexpr._errors import RangeExprError
@@ -97,16 +98,8 @@ def test_any_chain_of_views_pickles_to_the_same_points(steps: list[tuple[Any, ..
     """Law: for every composition of views v, points(unpickle(pickle(v))) == points(v)."""
     view: BaseSweep = _base()
     for step in steps:
-        name, *args = step
         try:
-            if name == "slice":
-                view = view[args[0] : args[1] : args[2]]
-            elif name == "shard":
-                view = view.shard(*args)
-            elif name == "sample":
-                view = view.sample(min(args[0], view.max_size), seed=args[1])
-            else:
-                view = getattr(view, name)(*args)
+            view = apply_step(view, step)
         except RangeExprError:  # e.g. a sample of a filtered sweep cannot be sliced
             break
     copy = _round_trip(view)

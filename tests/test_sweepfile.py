@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli_run import cli
 
 from rangeexpr._cli import parse_args
 from rangeexpr._cli._options import spec_from_args
 from rangeexpr._errors import RangeExprError
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 EXAMPLE = REPO / "tests" / "data" / "sweep_example.toml"
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", *args],
-        cwd=cwd,
-        env=ENV,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def spec(*argv: str):  # type: ignore[no-untyped-def]

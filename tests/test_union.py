@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,31 +11,19 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cli_run import cli
 
 from rangeexpr import Sweep
 from rangeexpr._errors import SweepError
 from rangeexpr._union import Union
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 UNION_FILE = REPO / "tests" / "data" / "sweep_union.toml"
 FLAGS = (
     "-r", "SEED=range:2",
     "--grid", "-r", "MODEL=case:small", "-r", "LR=linspace:0.1,0.3,3",
     "--grid", "-r", "MODEL=case:big", "-r", "LR=logspace:-4,-3,2",
 )  # fmt: skip
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rangeexpr", *args],
-        cwd=cwd,
-        env=ENV,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def brute(shared: list[str], grids: list[list[str]]) -> list[tuple[int, dict[str, Any]]]:

@@ -235,21 +235,27 @@ _STEPS = st.lists(
 )
 
 
+def apply_step(view: BaseSweep, step: tuple[Any, ...]) -> BaseSweep:
+    """One step of a hypothesis-drawn chain of views: a slice, shard, sample or method."""
+    name, *args = step
+    if name == "slice":
+        return view[args[0] : args[1] : args[2]]
+    if name == "shard":
+        return view.shard(*args)
+    if name == "sample":
+        return view.sample(min(args[0], view.max_size), seed=args[1])
+    result: BaseSweep = getattr(view, name)(*args)
+    return result
+
+
 @settings(max_examples=200, deadline=None)
 @given(steps=_STEPS)
 def test_every_chain_of_views_answers_what_it_iterates(steps: list[tuple[Any, ...]]) -> None:
     """Law: what a view says about itself agrees with ``list(view)``, or is an error."""
     view: BaseSweep = Sweep(_EXPRS)
-    for name, *args in steps:
+    for step in steps:
         try:
-            if name == "slice":
-                view = view[args[0] : args[1] : args[2]]
-            elif name == "shard":
-                view = view.shard(*args)
-            elif name == "sample":
-                view = view.sample(min(args[0], view.max_size), seed=args[1])
-            else:
-                view = getattr(view, name)(*args)
+            view = apply_step(view, step)
         except SweepError as exc:  # a sample of a filtered sweep has no slices or shards
             assert "no random access" in exc.message
             break

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._errors import RangeExprError
-from .._parse import RUNTIME_NAMES
 from .._points import BaseSweep, Point  # issue 15: Point
-from .._requests import Requests, adapt_jobs  # issue 13: resources
+from .._requests import Requests, adapt_jobs, runtime_names  # issue 13: resources
 from .._spec import RunSpec
 from .._template import Command, Derived, Template, WithRuntime  # issue 15: Derived
 from .._text import int_text
@@ -58,7 +57,7 @@ def command(args: argparse.Namespace) -> int:
     assert cmd is not None
     if spec.workdir is not None:  # issue 15: checked before anything runs
         Template(spec.workdir).check(full, runtime=tuple(env))  # and derived values
-        runtime = cmd.names.union(*(t.names for t in env.values())) & set(RUNTIME_NAMES)
+        runtime = runtime_names(cmd, env)
         if runtime:  # those jobs are rendered when they start, without the directory
             raise RangeExprError(
                 f"--workdir cannot be combined yet with ${sorted(runtime)[0]} in --exec or -e"
