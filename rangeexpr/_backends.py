@@ -47,7 +47,7 @@ def make_backend(spec: RunSpec, sweep: Selected, requests: Requests | None = Non
         requests = Requests(spec.resources, spec.sweep(), custom=True)
     if spec.backend == "ray":
         return _ray(spec, sweep, requests)
-    if spec.backend == "slurm":  # issue 16: slurm
+    if spec.backend == "slurm":
         return _slurm(spec, sweep, requests)
     if spec.backend == "local":
         return _local(spec, requests)
@@ -84,16 +84,24 @@ def _ray_request(spec: RunSpec, requests: Requests) -> Request:
             f"--entrypoint-num-cpus {spec.entrypoint_num_cpus:g} and -r cpu={fixed.cpu:g} "
             "say the same thing differently: give one"
         )
-    late = {"RANGEEXPR_SLOT", "RANGEEXPR_GPUS"}
-    for text in (spec.command or "", *(template for _, template in spec.env)):
-        used = Template(text).names & late
+    _local_only(spec)
+    return dataclasses.replace(fixed, cpu=fixed.cpu or spec.entrypoint_num_cpus)
+
+
+def _local_only(spec: RunSpec) -> None:
+    """Refuse templates naming a job's slot or GPUs: only the local pool has them (a
+    remote job would run with the placeholder's text)."""
+    from ._jobs import LATE_NAMES
+
+    workdir = () if spec.workdir is None else (spec.workdir,)
+    for text in (spec.command or "", *(template for _, template in spec.env), *workdir):
+        used = Template(text).names & LATE_NAMES
         if used:
             raise RangeExprError(
                 f"${min(used)} is known only to --backend local (job slots and GPU lists "
                 "are the local pool's)",
                 text,
             )
-    return dataclasses.replace(fixed, cpu=fixed.cpu or spec.entrypoint_num_cpus)
 
 
 def _ray(spec: RunSpec, sweep: Selected, requests: Requests) -> RayBackend:
@@ -137,7 +145,7 @@ def _ray(spec: RunSpec, sweep: Selected, requests: Requests) -> RayBackend:
     )
 
 
-# issue 16: slurm
+# slurm
 
 
 def _slurm(spec: RunSpec, sweep: Selected, requests: Requests) -> SlurmBackend:
@@ -170,6 +178,7 @@ def _slurm(spec: RunSpec, sweep: Selected, requests: Requests) -> SlurmBackend:
             "--backend slurm needs the same request for every point: the tasks of an array "
             "share one (a request template varies by point)"
         )
+    _local_only(spec)
     request = requests.fixed
     if request.custom:
         names = ", ".join(request.custom)

@@ -4,7 +4,8 @@
 grammar in lark's strict mode (an LALR conflict or a terminal collision is an error; this
 needs ``interegular``, a test dependency) and writes ``_tables_<grammar>.py``, one module
 per grammar (so ``check`` never loads the ``--where`` parser): the serialized parser
-as plain Python literals. At run time a process loads those literals with ``Lark.load``:
+as plain Python literals. At run time a process loads those literals with ``Lark.load``
+(or ``Lark._load_from_dict``, which passes load-time options such as a transformer):
 it never compiles a grammar, never writes or reads a cache, never unpickles anything, so
 it needs nothing but lark itself and trusts nothing in a temp directory another user can
 write. ``tests/test_grammar_tables.py`` fails when the tables are stale.
@@ -21,9 +22,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lark import Lark
+from lark import Lark, Token, Transformer
 
-__all__ = ["GRAMMARS", "build_tables", "grammar_path", "lark_parser", "serialize", "tables_path"]
+__all__ = [
+    "GRAMMARS",
+    "build_tables",
+    "grammar_path",
+    "inline_parser",
+    "lark_parser",
+    "serialize",
+    "tables_path",
+]
 
 GRAMMARS = ("rangeexpr.lark", "filter.lark")
 _HERE = Path(__file__).resolve().parent
@@ -51,13 +60,35 @@ def grammar_path(filename: str) -> Path:
     raise FileNotFoundError(f"grammar {filename!r} not found in {[str(p) for p in _PLACES]}")
 
 
+def _table(filename: str) -> dict[str, Any]:
+    import importlib
+
+    table: dict[str, Any] = importlib.import_module(
+        f"{__package__}._tables_{Path(filename).stem}"
+    ).TABLE
+    return table
+
+
 @functools.cache
 def lark_parser(filename: str) -> Lark:
     """The LALR parser for one grammar, from the shipped tables, once per process."""
-    import importlib
+    return Lark.load(_table(filename))
 
-    module = importlib.import_module(f"{__package__}._tables_{Path(filename).stem}")
-    return Lark.load(module.TABLE)
+
+def inline_parser(filename: str, transformer: Transformer[Token, Any]) -> Lark:
+    """A parser from the same tables whose ``parse`` returns what ``transformer`` builds.
+
+    Lark calls the transformer's method for each rule as the LALR parser reduces it, so no
+    tree is built, and no rule carries positions (``propagate_positions`` off: tokens keep
+    their own ``start_pos``/``end_pos``). ``Lark.load`` takes no options in lark 1.3;
+    ``_load_from_dict`` is the entry point of lark's standalone parsers, which pass load-time
+    options (``transformer``, ``propagate_positions`` are among ``_LOAD_ALLOWED_OPTIONS``).
+    """
+    table = _table(filename)
+    parser: Lark = Lark._load_from_dict(  # type: ignore[no-untyped-call]  # lark leaves it bare
+        table["data"], table["memo"], transformer=transformer, propagate_positions=False
+    )
+    return parser
 
 
 def serialize(grammar: str) -> dict[str, Any]:

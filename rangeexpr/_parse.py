@@ -1,4 +1,4 @@
-"""Parse range expressions: the Lark tree becomes a RangeExpr, lark's errors become ours.
+"""Parse range expressions: lark's parse becomes a RangeExpr, lark's errors become ours.
 
 Lark's exceptions are translated here and nowhere else. The parser state at the error is
 identified by the set of terminals it expected, which says where in ``NAME=KIND:ARGS``
@@ -7,16 +7,19 @@ the text went wrong, and so which message in the user's words applies.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import sys
 import unicodedata
+from typing import Any, cast
 
-from lark import Token, Tree
+from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from ._ast import Arg, RangeExpr, Span
 from ._errors import ParseError
-from ._grammar import lark_parser
+from ._grammar import inline_parser
 from ._text import EscapeError, unquote
 
 __all__ = ["KINDS", "RESERVED", "RUNTIME_NAMES", "parse", "parse_number"]
@@ -40,6 +43,7 @@ _NUMBER = re.compile(
     r"(?:[eE][+-]?[0-9](?:_?[0-9])*)?"
 )
 _NONFINITE = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_ESCAPED = re.compile(r"\\(.)")
 _WORD_AT = re.compile(r"[^\s=:,]+")
 _CASE_PREFIX = re.compile(r"\s*[^=]*=\s*case\s*:")
 # The variables rangeexpr sets for each job, usable in templates: a range must not shadow them.
@@ -55,7 +59,12 @@ def parse_number(text: str) -> int | float | None:
     """
     if not _NUMBER.fullmatch(text):
         return None
-    if any(c in text for c in ".eE"):
+    return _number_value(text)
+
+
+def _number_value(text: str) -> int | float:
+    """``parse_number`` of a text known to match ``_NUMBER`` (a NUMBER token: the same regex)."""
+    if "." in text or "e" in text or "E" in text:
         return float(text)
     limit = sys.get_int_max_str_digits()
     if limit and len(text) > limit:
@@ -70,15 +79,60 @@ def parse(text: str, /) -> RangeExpr:
     if not isinstance(text, str):
         raise TypeError(f"parse() takes a str, not {type(text).__name__}")
     try:
-        tree = lark_parser("rangeexpr.lark").parse(text)
+        name_tok, kind_tok, items = cast(_Shape, _parser().parse(text))
     except UnexpectedInput as exc:
         raise _translate(text, exc) from None
-    return _build(text, tree)
+    return _build(text, name_tok, kind_tok, items)
 
 
 # ---------------------------------------------------------------------------
-# Tree -> AST
+# Tokens -> AST
 # ---------------------------------------------------------------------------
+
+# What the parse returns: the NAME token, the KIND token (None for case) and the arguments,
+# a NUMBER or WORD token each, or for case a QUOTED token or the BARE and ESCAPE tokens of
+# one bare value each.
+_CaseItem = Token | list[Token]
+_Shape = tuple[Token, Token | None, list[Any]]
+
+
+class _Collect(Transformer[Token, Any]):
+    """The rules' callbacks, run by lark as it reduces each rule: they only gather tokens.
+
+    Nothing here may raise: lark reduces ``number`` before it reads the rest of the text, and
+    a syntax error further on must win over a bad value before it, as it does when the whole
+    text is parsed before ``_build`` checks anything.
+    """
+
+    def start(self, children: list[Any]) -> _Shape:
+        name_tok, (kind_tok, items) = children
+        return name_tok, kind_tok, items
+
+    def numeric(self, children: list[Any]) -> tuple[Token, list[Token]]:
+        kind_tok, args = children
+        return kind_tok, args
+
+    def case(self, children: list[Any]) -> tuple[None, list[_CaseItem]]:
+        return None, children[0]
+
+    def args(self, children: list[Token]) -> list[Token]:
+        return children
+
+    def case_values(self, children: list[_CaseItem]) -> list[_CaseItem]:
+        return children
+
+    def bare(self, children: list[Token]) -> list[Token]:
+        return children
+
+    def number(self, children: list[Token]) -> Token:
+        return children[0]
+
+    word = quoted = number
+
+
+@functools.cache
+def _parser() -> Lark:
+    return inline_parser("rangeexpr.lark", _Collect())
 
 
 def _span(tok: Token) -> Span:
@@ -86,22 +140,15 @@ def _span(tok: Token) -> Span:
     return (tok.start_pos, tok.end_pos)
 
 
-def _build(source: str, tree: Tree[Token]) -> RangeExpr:
-    name_tok, spec = tree.children
-    assert isinstance(name_tok, Token) and isinstance(spec, Tree)
-    if spec.data == "case":
-        kind, kind_span = "case", (name_tok.end_pos or 0, 0)
-        # the "case" keyword is filtered out of the tree; find it after the '='
-        at = source.index("case", source.index("=", kind_span[0]))
-        kind_span = (at, at + 4)
-        (values,) = spec.children
-        assert isinstance(values, Tree)
-        args = tuple(_case_value(source, v) for v in values.children if isinstance(v, Tree))
+def _build(source: str, name_tok: Token, kind_tok: Token | None, items: list[Any]) -> RangeExpr:
+    if kind_tok is None:
+        # the "case" keyword is not passed on by the parser; find it after the '='
+        at = source.index("case", source.index("=", name_tok.end_pos or 0))
+        kind, kind_span = "case", (at, at + 4)
+        args = tuple([_case_value(source, v) for v in items])
     else:
-        kind_tok, arg_tree = spec.children
-        assert isinstance(kind_tok, Token) and isinstance(arg_tree, Tree)
         kind, kind_span = str(kind_tok), _span(kind_tok)
-        args = tuple(_number_arg(source, a) for a in arg_tree.children if isinstance(a, Tree))
+        args = tuple([_number_arg(source, a) for a in items])
         _check_numeric_args(source, kind, kind_span, args)
     if name_tok.startswith(RESERVED):
         raise ParseError(
@@ -121,22 +168,19 @@ def _build(source: str, tree: Tree[Token]) -> RangeExpr:
     )
 
 
-def _number_arg(source: str, node: Tree[Token]) -> Arg:
-    (tok,) = node.children
-    assert isinstance(tok, Token)
+def _number_arg(source: str, tok: Token) -> Arg:
     span, text = _span(tok), str(tok)
-    if node.data == "word":
+    if tok.type == "WORD":
         if _NONFINITE.fullmatch(text):
             raise ParseError(
                 f"{text!r} is not allowed: range arguments must be finite numbers", source, span
             )
         raise ParseError(f"expected a number, got {text!r}", source, span)
     try:
-        value = parse_number(text)
+        value = _number_value(text)
     except ValueError as exc:
         raise ParseError(str(exc), source, span) from None
-    assert value is not None
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+    if isinstance(value, float) and math.isinf(value):
         raise ParseError(f"number {text} is too large for a float", source, span)
     return Arg(value, text, span)
 
@@ -164,20 +208,19 @@ def _check_numeric_args(source: str, kind: str, kind_span: Span, args: tuple[Arg
             raise ParseError(f"{kind} NUM must not be negative, got {num.text}", source, num.span)
 
 
-def _case_value(source: str, node: Tree[Token]) -> Arg:
-    toks = [t for t in node.children if isinstance(t, Token)]
-    span = (_span(toks[0])[0], _span(toks[-1])[1])
-    if node.data == "quoted":
-        text = _unquote(source, toks[0])
-        return Arg(text, text, span, quoted=True)
+def _case_value(source: str, item: _CaseItem) -> Arg:
+    if isinstance(item, Token):  # quoted
+        text = _unquote(source, item)
+        return Arg(text, text, _span(item), quoted=True)
+    span = (_span(item[0])[0], _span(item[-1])[1])
     # Bare: the raw slice keeps inner whitespace between pieces; unescape \x -> x.
     raw = source[span[0] : span[1]]
-    text = re.sub(r"\\(.)", r"\1", raw)
+    text = _ESCAPED.sub(r"\1", raw) if "\\" in raw else raw
     try:
         number = parse_number(text)
     except ValueError as exc:
         raise ParseError(f"{exc}; quote it to keep it as a string", source, span) from None
-    if isinstance(number, float) and number in (float("inf"), float("-inf")):
+    if isinstance(number, float) and math.isinf(number):
         number = None  # 1e999 is kept as the string it was written as
     return Arg(text if number is None else number, text, span)
 

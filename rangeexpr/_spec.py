@@ -23,24 +23,24 @@ from ._points import parse_shard
 from ._text import ascii_int, did_you_mean, shorten
 
 if TYPE_CHECKING:
-    from runner import Metrics  # issue 14: results
+    from runner import Metrics
 
     from ._points import BaseSweep
     from ._sweep import Sweep
     from ._template import Command, Template
-    from ._union import Union  # issue 15: unions of grids
+    from ._union import Union
 
 __all__ = [
     "BACKENDS",
     "RunSpec",
     "parse_env",
     "parse_link",
-    "parse_metrics",  # issue 14: results
+    "parse_metrics",
     "parse_shard",
     "parse_slice",
 ]
 
-BACKENDS = ("local", "ray", "slurm")  # issue 16: slurm
+BACKENDS = ("local", "ray", "slurm")
 RESERVED = "RANGEEXPR_"  # the prefix of the variables rangeexpr sets for each job
 
 
@@ -78,19 +78,19 @@ class RunSpec:
     address: str | None = None
     per_job: int = 1
     entrypoint_num_cpus: float = 1.0
-    # issue 16: slurm
+    # slurm
     partition: str | None = None  # sbatch --partition
     time_limit: str | None = None  # sbatch --time, in Slurm's format (e.g. "1:00:00")
     sbatch_options: tuple[str, ...] = ()  # passed to sbatch as they are
-    # issue 15: growing sweeps
+    # growing sweeps
     grids: tuple[tuple[str, ...], ...] = ()  # a union: each grid's own exprs (exprs: shared)
     overwrite: bool = False  # replace an existing --joblog / reuse another sweep's --results
     workdir: str | None = None  # a template: each job's own working directory
-    # issue 14: results (how output is read and shown: not part of identity())
+    # results (how output is read and shown: not part of identity())
     metrics: tuple[str, ...] = ()  # --metric NAME or NAME=REGEX, in order
     tag: bool = False  # --tag: each output line prefixed with the job's index and values
     keep_order: bool = False  # -k: outputs in the sweep's order
-    # issue 13: resources (how jobs run: not part of identity(), as -j is not)
+    # resources (how jobs run: not part of identity(), as -j is not)
     resources: tuple[tuple[str, str], ...] = ()  # -r cpu=1 / --resources NAME=VALUE, in order
     gpus: str | None = None  # --gpus LIST|auto|none; None: auto if a request asks for a GPU
 
@@ -157,7 +157,7 @@ class RunSpec:
             value = getattr(self, name)
             if value is not None:
                 source[name] = value
-        # issue 15: a union's grids and the working directory, only when given (so the
+        # a union's grids and the working directory, only when given (so the
         # source of every other sweep stays what earlier job logs hold)
         if self.grids:
             source["grids"] = [list(grid) for grid in self.grids]
@@ -192,7 +192,7 @@ class RunSpec:
         argv += [f"--env={name}={template}" for name, template in self.env]
         argv += [f"--exec-range={expr}" for expr in self.exprs]
         argv += [f"--link={','.join(group)}" for group in self.link]
-        for grid in self.grids:  # issue 15: each grid's ranges after its --grid
+        for grid in self.grids:  # each grid's ranges after its --grid
             argv += ["--grid", *(f"--exec-range={expr}" for expr in grid)]
         return argv
 
@@ -200,7 +200,7 @@ class RunSpec:
 
     def sweep(self) -> Sweep | Union:
         """The whole sweep: the expressions, linked; no filter, order or selection."""
-        # issue 15: a union of grids, each after the shared expressions
+        # a union of grids, each after the shared expressions
         if self.grids:
             from ._union import Union
 
@@ -244,27 +244,33 @@ class RunSpec:
     def templates(
         self, sweep: Sweep | Union
     ) -> tuple[Command | None, dict[str, Template], list[str]]:
-        """The command and ``-e`` templates checked against ``sweep()``; and the warnings."""
-        from ._requests import RUNTIME_NAMES, parity_warnings, request_names  # issue 13
-        from ._template import Command, Template, check_env  # issue 15: check_env
+        """The command and ``-e`` templates checked against ``sweep()`` (``--workdir``
+        too); and the warnings."""
+        from ._requests import RUNTIME_NAMES, parity_warnings, request_names
+        from ._template import Command, Template, check_env
 
         command = None if self.command is None else Command(self.command, shell=self.shell)
         env = {name: Template(text) for name, text in self.env}
-        used: set[str] = set(request_names(self.resources))  # issue 13: -r 'gpu=$NGPU'
-        # issue 15: derived values: -e values may be used by the command and later -e values
+        used: set[str] = set(request_names(self.resources))  # -r 'gpu=$NGPU'
+        # derived values: -e values may be used by the command and later -e values
         check_env(tuple(env.items()), sweep, runtime=RUNTIME_NAMES)
         if command is not None:
-            command.check(sweep, runtime=(*RUNTIME_NAMES, *env))  # issue 13: $RANGEEXPR_SLOT...
+            command.check(sweep, runtime=(*RUNTIME_NAMES, *env))  # $RANGEEXPR_SLOT...
             used |= command.names
-        # issue 15: a union's grids hold other values: each is checked (sweep's axes: grid 1's)
+        workdir = None if self.workdir is None else Template(self.workdir)
+        if workdir is not None:  # a template as the command is
+            workdir.check(sweep, runtime=(*RUNTIME_NAMES, *env))
+            used |= workdir.names
+        # a union's grids hold other values: each is checked (sweep's axes: grid 1's)
         for grid in getattr(sweep, "grids", ())[1:]:
             check_env(tuple(env.items()), grid, runtime=RUNTIME_NAMES)
-            if command is not None:
-                command.check(grid, runtime=(*RUNTIME_NAMES, *env))
+            for template in (command, workdir):
+                if template is not None:
+                    template.check(grid, runtime=(*RUNTIME_NAMES, *env))
         for template in env.values():
             used |= template.names
-        warnings = parity_warnings(sweep, self.command, self.shell)  # issue 13
-        if command is not None or env:
+        warnings = parity_warnings(sweep, self.command, self.shell)
+        if command is not None or env or workdir is not None:
             warnings += [
                 f"range variable {name} is used by no template: "
                 "it multiplies the jobs without changing them"
@@ -294,12 +300,12 @@ class RunSpec:
             raise RangeExprError(
                 "--resume needs --joblog FILE: the log says which points succeeded"
             )
-        per_job_here = self.backend == "slurm" or self.per_job == 1  # issue 16: slurm too
+        per_job_here = self.backend == "slurm" or self.per_job == 1
         if self.backend != "ray" and (self.address or not per_job_here):
             raise RangeExprError(
                 "--address and --per-job apply only to --backend ray (--per-job also to slurm)"
             )
-        # issue 16: slurm
+        # slurm
         slurm_only = {
             "--partition": self.partition is not None,
             "--time": self.time_limit is not None,
@@ -317,7 +323,7 @@ class RunSpec:
                 parse_halt(self.halt)
             except ValueError as exc:
                 raise RangeExprError(str(exc)) from None
-        # issue 14: results
+        # results
         if self.results is not None and (self.tag or self.keep_order):
             raise RangeExprError(
                 "--tag and -k/--keep-order shape the output printed; with --results DIR it "
@@ -391,7 +397,7 @@ def parse_env(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-# issue 14: results
+# results
 def parse_metrics(texts: Sequence[str], file_variable: str | None = None) -> Metrics:
     """The ``--metric`` values as the runner reads them; RangeExprError naming the bad one."""
     from runner import Metric, MetricError, Metrics
@@ -496,24 +502,24 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "address": (_optional(_is_str), "a URL or null"),
     "per_job": (lambda v: _is_int(v, 1), "a whole number >= 1"),
     "entrypoint_num_cpus": (_is_positive, "a positive number"),
-    # issue 13: resources
+    # resources
     "resources": (
         lambda v: isinstance(v, tuple) and all(_is_strs(p) and len(p) == 2 for p in v),
         "NAME=VALUE resource requests",
     ),
     "gpus": (_optional(_is_str), "a GPU list (0,1), auto, none, or null"),
-    # issue 16: slurm
+    # slurm
     "partition": (_optional(_is_str), "a Slurm partition name or null"),
     "time_limit": (_optional(_is_str), "a Slurm time limit such as 1:00:00, or null"),
     "sbatch_options": (_is_strs, "a list of sbatch options (strings)"),
-    # issue 15: growing sweeps
+    # growing sweeps
     "grids": (
         lambda v: isinstance(v, tuple) and all(_is_strs(g) for g in v),
         "a list of grids, each a list of range expressions",
     ),
     "overwrite": (_is_bool, "true or false"),
     "workdir": (_optional(_is_str), "a directory template or null"),
-    # issue 14: results
+    # results
     "metrics": (_is_strs, "a list of metrics, NAME or NAME=REGEX (strings)"),
     "tag": (_is_bool, "true or false"),
     "keep_order": (_is_bool, "true or false"),

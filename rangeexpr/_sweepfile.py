@@ -151,7 +151,7 @@ class _Located:
             key = field[1] or field[2]
             return self.at_key(self.keys.get(key, key), exc.message)
         source, span = exc.source, exc.span or (0, len(exc.source))
-        grid = _GRID.match(exc.message)  # issue 15: "grid N: ..." of a union
+        grid = _GRID.match(exc.message)  # "grid N: ..." of a union
         if not source and grid is not None:
             headers = list(re.finditer(r"^[ \t]*\[\[[ \t]*grid[ \t]*\]\]", self.text, re.M))
             if int(grid[1]) <= len(headers):

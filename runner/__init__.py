@@ -45,7 +45,7 @@ from ._joblog import JobLog, JobLogBusy, JobLogError, Resumed, read_joblog
 from ._local import LocalBackend
 from ._metrics import Metric, MetricError, Metrics
 from ._policy import Halt, parse_halt
-from ._resources import (  # issue 13: resources
+from ._resources import (
     Grant,
     Pool,
     Request,
@@ -80,7 +80,7 @@ __all__ = [
     "BackendError",
     "Batching",
     "FailedJob",
-    "Grant",  # issue 13
+    "Grant",
     "Halt",
     "Job",
     "JobLog",
@@ -91,10 +91,10 @@ __all__ = [
     "MetricError",
     "Metrics",
     "Outcome",
-    "Pool",  # issue 13
+    "Pool",
     "RayBackend",
-    "Request",  # issue 13
-    "ResourceError",  # issue 13
+    "Request",
+    "ResourceError",
     "Resumed",
     "RunStatistics",
     "Runner",
@@ -103,10 +103,10 @@ __all__ = [
     "Status",
     "StorageError",
     "Summary",
-    "detect_gpus",  # issue 13
-    "memory_limiter",  # issue 13
+    "detect_gpus",
+    "memory_limiter",
     "parse_halt",
     "read_joblog",
-    "resource_name",  # issue 13
+    "resource_name",
     "run_jobs",
 ]

@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
         prog="rangeexpr",
         description="Range expressions for parameter sweeps: check, expand and run them.",
     )
-    top.add_argument("--version", action=_Version, help="print the version and exit")  # issue 15
+    top.add_argument("--version", action=_Version, help="print the version and exit")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = sub.add_parser("check", help="validate expressions and templates, print a summary")
@@ -93,9 +93,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         return None if value is None else str(value)
 
     slice_text, shard_text = given.get("slice"), given.get("shard")
-    # issue 13: resources. -r NAME=VALUE is a request when NAME is a resource.
+    # -r NAME=VALUE is a request when NAME is a resource.
     exprs: tuple[str, ...] = tuple(args.exprs)
-    grids, exprs = _grids(exprs, given.get("grids") or [])  # issue 15: --grid
+    grids, exprs = _grids(exprs, given.get("grids") or [])  # --grid
     requests: tuple[tuple[str, str], ...] = ()
     if exprs:
         from .._requests import split_exprs
@@ -127,23 +127,23 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         address=opt_str("address"),
         per_job=given.get("per_job", 1),
         entrypoint_num_cpus=given.get("entrypoint_num_cpus", 1.0),
-        # issue 16: slurm
+        # slurm
         partition=opt_str("partition"),
         time_limit=opt_str("time_limit"),
         sbatch_options=tuple(given.get("sbatch_options", ())),
-        # issue 14: results
+        # results
         metrics=tuple(given.get("metrics", ())),
         tag=given.get("tag", False),
         keep_order=given.get("keep_order", False),
-        # issue 15: growing sweeps
+        # growing sweeps
         grids=grids,
         overwrite=given.get("overwrite", False),
         workdir=opt_str("workdir"),
-        # issue 13: resources
+        # resources
         resources=(*requests, *given.get("resources", ())),
         gpus=opt_str("gpus"),
     )
-    # issue 15: a sweep file (``rangeexpr run sweep.toml``), the flags given over it
+    # a sweep file (``rangeexpr run sweep.toml``), the flags given over it
     if given.get("sweep_file") is not None:
         from .._sweepfile import spec_from_file
 
@@ -151,7 +151,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
-# issue 15: unions of grids
+# unions of grids
 def _grids(
     exprs: tuple[str, ...], starts: Sequence[int]
 ) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
@@ -275,7 +275,7 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         metavar="EXPR",
         help="a range expression (same as EXPR; may repeat)",
     )
-    p.add_argument(  # issue 15: unions of grids
+    p.add_argument(
         "--grid",
         dest="grids",
         action=_Grid,
@@ -360,7 +360,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the points --joblog FILE records as succeeded, and append to it",
     )
-    # issue 15: growing sweeps
+    # growing sweeps
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -395,10 +395,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--results",
         metavar="DIR",
-        help="keep each job's output in DIR/<index>.out and DIR/<index>.err",
+        help="keep each job's output in DIR/NAME.out and DIR/NAME.err, NAME the point's "
+        "values (e.g. LR=0.01,SEED=3), so a grown sweep keeps its files",
     )
+    # a node's run of a batch (``_batch.py``): its outputs are mapped back by index
+    p.add_argument("--results-by-index", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
-    # issue 14: results
+    # results
     results = p.add_argument_group("results: metrics and output")
     results.add_argument(
         "--metric",
@@ -446,7 +449,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="pack K consecutive points into one Ray job or Slurm array task "
         "(ray and slurm only; default 1)",
     )
-    # issue 16: slurm
+    # slurm
     slurm = p.add_argument_group("the Slurm backend (-j is the array throttle %N)")
     slurm.add_argument("--partition", metavar="NAME", help="sbatch --partition (slurm only)")
     slurm.add_argument(
@@ -464,7 +467,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="pass OPT to sbatch as it is, written --sbatch-option=--qos=low (slurm only; "
         "may repeat)",
     )
-    # issue 13: resources
+    # resources
     resources = p.add_argument_group(
         "resources per job (-r cpu=1 -r mem=256m -r gpu=1 is the short form)"
     )
