@@ -5,8 +5,10 @@ FIRST:STOP`` of the same sweep on the node (``RunSpec.node_argv``; rangeexpr mus
 the node's PATH) with its job log and outputs in a temporary directory, then prints that
 log and every output file framed by ``@@TAG@@`` lines (a tag has no white space).
 ``split`` takes the framing apart again: each point's outcome from the node's job-log
-record, its stdout and stderr from its files. The backend (Ray now, Slurm later) runs the
-command and hands back the job's whole output; it knows nothing of what is inside.
+record, its stdout and stderr from its files, which the node names by index
+(``--results-by-index``: two points with the same values still have a file each). The
+backend (Ray or Slurm) runs the command and hands back the job's whole output; it knows
+nothing of what is inside.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class NodeBatching:
         words = self.spec.node_argv(
             first, stop, jobs=self.jobs, joblog=_LOG, results=_OUT, timeout=self.timeout
         )
+        words.append("--results-by-index")  # ``split`` finds each point's files by index
         run = " ".join(w if w in (_LOG, _OUT) else shlex.quote(w) for w in words)
         return packed_script(run, _mark(tag))
 

@@ -1,15 +1,11 @@
-"""Resource requests on our side: ``-r NAME=VALUE``, request templates, runtime variables.
+"""Resource requests on our side: ``-r NAME=VALUE`` and request templates.
 
 ``-r`` takes both range expressions and Backend.AI's resource requests, told apart by
 their form (``split_exprs``). A request's value may be a template (``-r 'gpu=$NGPU'``):
 ``Requests`` renders it per point, and checks it, with the other templates, over every
 case value and the ends of other ranges before anything runs. The pool itself, the slots
-and the GPUs are the runner's (``runner/_resources.py``).
-
-Runtime variables: ``RANGEEXPR_INDEX`` and ``RANGEEXPR_COUNT`` are known when a job is
-made; ``RANGEEXPR_SLOT`` and ``RANGEEXPR_GPUS`` only when it starts, so a job whose
-templates name them carries a ``finish`` that renders them then (``make_jobs``). Jobs
-whose templates name none are made as cheaply as before.
+and the GPUs are the runner's (``runner/_resources.py``); the jobs are made with their
+requests in ``_jobs.py``.
 
 Also here: the warnings for what Backend.AI's client did differently (``parity_warnings``).
 """
@@ -18,36 +14,22 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ._axes import CaseAxis
 from ._errors import RangeExprError
 from ._parse import KINDS, RUNTIME_NAMES
-from ._points import Point
-from ._template import Command, Derived, Template, WithRuntime
-from ._text import int_text
+from ._template import Template
 
 if TYPE_CHECKING:
-    from runner import Job, Pool, Request
+    from runner import Pool, Request
 
     from ._ast import Value
     from ._points import BaseSweep
 
-__all__ = [
-    "LATE_NAMES",
-    "RUNTIME_NAMES",
-    "Placeholder",
-    "Requests",
-    "adapt_jobs",
-    "make_jobs",
-    "parity_warnings",
-    "runtime_names",
-    "split_exprs",
-]
+__all__ = ["RUNTIME_NAMES", "Requests", "parity_warnings", "request_names", "split_exprs"]
 
-LATE_NAMES = frozenset({"RANGEEXPR_SLOT", "RANGEEXPR_GPUS"})  # known when the job starts
 _KNOWN = "cpu, mem, gpu, cuda.device"  # runner._resources.KNOWN_RESOURCES, without loading it
 _RANGE_VALUE = re.compile(rf"\s*(?:[A-Za-z_]\w*\s*:|(?:{'|'.join(KINDS)})\b)")
 _SAMPLES = 10_000  # request templates are checked on at most this many value combinations
@@ -193,142 +175,6 @@ class _Sample(dict[str, "Value"]):
 
     def text(self, name: str) -> str:
         return self._texts[name]
-
-
-class Placeholder:
-    """A runtime variable not known yet: renders as its placeholder, whatever the spec."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __format__(self, spec: str) -> str:
-        return f"${{{self.name}:{spec}}}" if spec else f"${self.name}"
-
-    def __str__(self) -> str:
-        return f"${self.name}"
-
-
-class _Skipped(Protocol):
-    skipped: int
-
-
-class _Done(Protocol):
-    """The points a resumed run skips (``_cli/_resume.Done``)."""
-
-    def __contains__(self, point: Point, /) -> bool: ...
-
-
-def runtime_names(command: Command, env: Mapping[str, Template]) -> frozenset[str]:
-    """The ``RANGEEXPR_*`` variables the command and ``-e`` templates name: such jobs are
-    made by ``make_jobs`` (and rendered again at start for ``LATE_NAMES``)."""
-    return command.names.union(*(t.names for t in env.values())) & set(RUNTIME_NAMES)
-
-
-def adapt_jobs(
-    jobs: Iterator[Job],
-    sweep: BaseSweep,
-    command: Command,
-    env: Mapping[str, Template],
-    *,
-    requests: Requests | None,
-    skip: _Done | None,
-    counts: _Skipped,
-) -> Iterator[Job]:
-    """``jobs`` (the plain ones) with their requests; or, when the templates name a runtime
-    variable, the sweep's jobs rendered here instead (``make_jobs``).
-
-    The plain jobs stay as cheap as they were: a fixed request costs one ``replace`` per
-    job, and nothing at all when nothing is asked for.
-    """
-    if runtime_names(command, env):
-        return make_jobs(sweep, command, env, requests=requests, skip=skip, counts=counts)
-    if requests is None or (requests.fixed is not None and not requests.fixed.as_dict()):
-        return jobs
-    fixed = requests.fixed
-    if fixed is not None:
-        return (replace(job, request=fixed) for job in jobs)
-    return (replace(job, request=requests.of(job.values)) for job in jobs)
-
-
-def make_jobs(
-    sweep: BaseSweep,
-    command: Command,
-    env: Mapping[str, Template],
-    *,
-    requests: Requests | None,
-    skip: _Done | None,
-    counts: _Skipped,
-) -> Iterator[Job]:
-    """The sweep's jobs with their requests, and runtime variables rendered (``finish``).
-
-    A job whose templates name ``RANGEEXPR_SLOT`` or ``RANGEEXPR_GPUS`` is made with them
-    as placeholders (its log line shows them so) and rendered again by its ``finish`` once
-    the backend knows them.
-    """
-    from runner import Job, Request
-
-    count = sweep.full_size
-    count_text = int_text(count)
-    templates = tuple(env.items())
-    late = runtime_names(command, env) & LATE_NAMES
-    placeholders = {name: Placeholder(name) for name in late}
-    derived = Derived.needed(env, command)
-    for point in sweep:
-        if skip is not None and point in skip:
-            counts.skipped += 1
-            continue
-        request = Request() if requests is None else requests.of(point)
-        early: dict[str, object] = {"RANGEEXPR_INDEX": point.index, "RANGEEXPR_COUNT": count}
-        extra, values = _render_env(
-            WithRuntime(point, {**early, **placeholders}), templates, derived
-        )
-        extra["RANGEEXPR_INDEX"] = int_text(point.index)
-        extra["RANGEEXPR_COUNT"] = count_text
-        job = Job(point.index, command.argv(values), command.line(values), extra, point, request)
-        if late:
-            job = replace(
-                job, finish=_finisher(job, point, early, command, templates, derived=derived)
-            )
-        yield job
-
-
-def _finisher(
-    job: Job,
-    point: Point,
-    early: Mapping[str, object],
-    command: Command,
-    templates: tuple[tuple[str, Template], ...],
-    *,
-    derived: Derived | None,
-) -> Callable[[Mapping[str, str]], Job]:
-    """``job.finish``: the job rendered again with its slot and GPUs."""
-
-    def finish(variables: Mapping[str, str]) -> Job:
-        slot = variables.get("RANGEEXPR_SLOT", "")
-        runtime = {
-            **early,
-            "RANGEEXPR_SLOT": int(slot) if slot.isdigit() else slot,
-            "RANGEEXPR_GPUS": variables.get("RANGEEXPR_GPUS", ""),
-        }
-        rendered, values = _render_env(WithRuntime(point, runtime), templates, derived)
-        env = dict(job.env)
-        env.update(rendered)
-        return replace(
-            job, argv=command.argv(values), command=command.line(values), env=env, finish=None
-        )
-
-    return finish
-
-
-def _render_env(
-    values: WithRuntime, templates: tuple[tuple[str, Template], ...], derived: Derived | None
-) -> tuple[dict[str, str], WithRuntime]:
-    """The ``-e`` texts, and the values to render the command with (with them if derived)."""
-    if derived is None:
-        return {name: template.render(values) for name, template in templates}, values
-    return derived.render(values)
 
 
 def parity_warnings(sweep: BaseSweep, command: str | None, shell: bool) -> list[str]:

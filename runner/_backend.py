@@ -22,10 +22,10 @@ from typing import Any, Literal, Protocol
 
 import trio
 
-from ._resources import Request  # issue 13: resources
+from ._resources import Request
 
 Status = Literal["succeeded", "failed", "timed_out", "killed", "lost"]
-_NOTHING = Request()  # issue 13: what a job asks for by default
+_NOTHING = Request()  # what a job asks for by default
 
 
 class BackendError(Exception):
@@ -49,12 +49,18 @@ class Job:
     command: str  # one /bin/sh command line equivalent to argv: what the log shows, what Ray runs
     env: Mapping[str, str]  # extra environment: the -e values, RANGEEXPR_INDEX, RANGEEXPR_COUNT
     values: Mapping[str, int | float | str]  # the point's typed values, for the job log
-    # issue 13: resources. What the job asks for (a backend with a pool waits until it
+    # What the job asks for (a backend with a pool waits until it
     # fits), and, for a job whose command or environment names its slot or GPUs, the
     # rendering finished once they are known: ``finish({"RANGEEXPR_SLOT": "0", ...})`` is
-    # the job to run, ``argv``/``command``/``env`` rendered with those values.
+    # the job to run, ``argv``/``command``/``env`` rendered with those values; the backend
+    # returns it as ``Outcome.job``. A backend with no slots or GPUs (Ray, Slurm) never
+    # calls it: callers refuse such jobs there.
     request: Request = _NOTHING
     finish: Callable[[Mapping[str, str]], Job] | None = None
+    # The stem of the job's output files with a results directory (``DIR/<name>.out``),
+    # chosen by the caller and safe as a file name; "" names them by ``index``. Indices
+    # shift when a sweep grows, names made from the point's values do not.
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +87,12 @@ class Outcome:
     # More fields for the job-log record (e.g. "metrics", "resources"): JSON values, never
     # overriding the fields above.
     extra: Mapping[str, Any] | None = None
-    # issue 13: resources. Seconds the attempt waited for its resources before it started:
+    # Seconds the attempt waited for its resources before it started:
     # the runner counts its start and duration from the end of that wait.
     queued: float = 0.0
+    # The job as it ran, when the backend finished it (``Job.finish``): the job-log record
+    # shows its command, not the placeholders the runner handed over.
+    job: Job | None = None
 
 
 class Backend(Protocol):

@@ -232,13 +232,19 @@ class JobLog:
     def record(
         self, job: Job, attempt: int, outcome: Outcome, start: float, duration: float
     ) -> None:
-        """Write one finished attempt."""
+        """Write one finished attempt.
+
+        ``command`` is what ran: the job the backend finished (``Outcome.job``) if it did.
+        ``output`` is the stem of the job's files in the results directory, when it has
+        some (``Job.name``, as ``ByName`` gave it).
+        """
+        ran = outcome.job if outcome.job is not None else job
         self._write(
             {
                 **(outcome.extra or {}),  # first, so it can never override the fields below
                 "index": job.index,
                 "values": dict(job.values),
-                "command": job.command,
+                "command": ran.command,
                 "status": outcome.status,
                 "exit_code": outcome.exit_code,
                 "signal": outcome.signal,
@@ -247,6 +253,7 @@ class JobLog:
                 "attempt": attempt,
                 "backend_id": outcome.backend_id,
                 **({"message": outcome.message} if outcome.message else {}),
+                **({"output": job.name} if job.name else {}),
             }
         )
 

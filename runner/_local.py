@@ -49,6 +49,7 @@ from ._resources import (
     ResourceError,
     format_size,
     inherit_affinity,
+    process_group,
 )
 from ._sched import favour_dispatch
 
@@ -86,8 +87,9 @@ class LocalBackend:
     With a ``pool`` (``_resources.Pool``) each attempt first waits until its job's
     ``request`` fits, then runs with what it was given: its slot and GPUs in the
     environment (``RANGEEXPR_SLOT``, ``RANGEEXPR_GPUS``, ``CUDA_VISIBLE_DEVICES``, thread
-    counts), pinned to its cores, and with ``memory`` (a cgroup v2 limiter, where one could
-    be made) held to its memory. The job log records the request and the grant. A request
+    counts), pinned to its cores, and with ``memory`` (a cgroup limiter, where one could be
+    made) held to its memory. The job log records the request and the grant, and for a
+    limited job its ``memory`` limit and peak, and why it failed if it went over. A request
     the pool can never grant fails the attempt with the reason; callers check requests
     before running (``Pool.check``).
     """
@@ -149,8 +151,9 @@ class LocalBackend:
                     if attempt.abort.is_set():
                         return Outcome("killed", None)
                     queued = trio.current_time() - began
+                    finished = None
                     if job.finish is not None:
-                        job = job.finish(
+                        job = finished = job.finish(
                             {
                                 "RANGEEXPR_SLOT": str(grant.slot),
                                 "RANGEEXPR_GPUS": ",".join(grant.gpus),
@@ -159,7 +162,10 @@ class LocalBackend:
                     outcome = await self._run(attempt, job, grant)
                     record = {"request": job.request.as_dict(), **grant.as_dict()}
                     return dataclasses.replace(
-                        outcome, queued=queued, extra={**(outcome.extra or {}), "resources": record}
+                        outcome,
+                        queued=queued,
+                        extra={**(outcome.extra or {}), "resources": record},
+                        job=finished,  # the record shows the command as it ran
                     )
         finally:
             waiting.discard(scope)
@@ -198,15 +204,18 @@ class LocalBackend:
         finally:
             running.discard(child)
             await child.close()
-            if limit is not None:
-                if limit.oom_killed() and outcome.status != "succeeded":
-                    outcome = dataclasses.replace(
-                        outcome,
-                        message="killed for going over its memory limit of "
-                        f"{format_size(limit.max)}",
-                    )
+            if limit is not None:  # read, then remove the group, also when cancelled
+                over, peak = limit.oom_killed(), limit.peak()
                 limit.close()
-        return outcome
+        if limit is None:
+            return outcome
+        return dataclasses.replace(
+            outcome,
+            extra={**(outcome.extra or {}), "memory": {"limit": limit.max, "peak": peak}},
+            message=f"killed for going over its memory limit of {format_size(limit.max)}"
+            if over and outcome.status == "failed"
+            else outcome.message,
+        )
 
     async def _wait(self, child: _Child, timeout: float | None) -> Outcome:
         """Wait for the job's main process, stopping it at ``timeout``; how it ended."""
@@ -389,21 +398,8 @@ def _live_in_group(pgid: int) -> bool:
         return False
     except PermissionError:
         pass
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True
-    for entry in entries:
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
-                    fields = f.read().rpartition(b")")[2].split(maxsplit=3)
-            except OSError:  # it ended meanwhile
-                continue
-            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                return True
-    return False
+    members = process_group(pgid)
+    return members is None or bool(members)
 
 
 def _write_note(path: Path, note: str) -> None:

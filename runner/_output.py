@@ -34,14 +34,15 @@ import stat
 import sys
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Literal
 
 import trio
 
-from ._backend import StorageError
+from ._backend import Job, StorageError
 
-__all__ = ["ByIndex", "InOrder", "OutputCopier", "Scratch", "last_line"]
+__all__ = ["ByName", "InOrder", "OutputCopier", "Scratch", "last_line"]
 
 _CHUNK = 1 << 16
 _THREAD_ABOVE = 1 << 20  # bytes: smaller files are copied inline, faster than a thread hop
@@ -200,17 +201,32 @@ def _close_all(fds: dict[tuple[int, int, int], int]) -> None:
         os.close(fd)
 
 
-class ByIndex:
-    """Output files that stay: ``DIR/<index>.out`` and ``DIR/<index>.err``."""
+class ByName:
+    """Output files that stay: ``DIR/<name>.out`` and ``DIR/<name>.err``.
+
+    ``name`` is the job's (``Job.name``), or its index when it has none. Two running jobs
+    never share a file: a job whose name a running job holds (two points with the same
+    values) gets ``<name>~<index>``. A job started after the other one ended takes the
+    name again, and its output replaces the earlier one's, as a run of the same command
+    again would.
+    """
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self._running: set[str] = set()  # the stems of the running jobs' files
 
-    def take(self, index: int) -> tuple[Path, Path]:
-        return self.directory / f"{index}.out", self.directory / f"{index}.err"
+    def take(self, job: Job) -> tuple[Job, tuple[Path, Path]]:
+        """The job, named by the stem it got, and its two files."""
+        stem = job.name or str(job.index)
+        while stem in self._running:
+            stem = f"{stem}~{job.index}"
+        self._running.add(stem)
+        if stem != job.name:
+            job = replace(job, name=stem)
+        return job, (self.directory / f"{stem}.out", self.directory / f"{stem}.err")
 
     def give_back(self, paths: tuple[Path, Path]) -> None:
-        return None
+        self._running.discard(paths[0].name[:-4])  # without ".out"
 
 
 class Scratch:
@@ -227,14 +243,17 @@ class Scratch:
         self._free: list[tuple[Path, Path]] = []
         self._made = 0
 
-    def take(self, index: int) -> tuple[Path, Path]:
+    def take(self, job: Job) -> tuple[Job, tuple[Path, Path]]:
+        """The job, without a name (no file of its stays), and two files for it."""
+        if job.name:
+            job = replace(job, name="")
         if self._free:
-            return self._free.pop()
+            return job, self._free.pop()
         self._made += 1
         pair = self.directory / f"{self._made}.out", self.directory / f"{self._made}.err"
         for path in pair:  # made empty up front: stat-ing a file that is there is cheaper
             path.touch()
-        return pair
+        return job, pair
 
     def give_back(self, paths: tuple[Path, Path]) -> None:
         self._free.append(paths)

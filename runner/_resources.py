@@ -18,8 +18,8 @@ becomes the head once those before it have started.
 
 Enforcement: CPUs are pinned where the OS allows (``inherit_affinity``); GPUs through
 ``CUDA_VISIBLE_DEVICES`` (``Pool.environment``); memory is accounted always and limited
-by a cgroup v2 child group where one can be made (``memory_limiter``), else only
-accounted. This module imports nothing from rangeexpr: it is the runner's own.
+by a child cgroup where one can be made, v2 preferred, else v1 (``memory_limiter``), else
+only accounted. This module imports nothing from rangeexpr: it is the runner's own.
 """
 
 from __future__ import annotations
@@ -563,121 +563,264 @@ def inherit_affinity(cpus: Sequence[int]) -> Iterator[bool]:
 
 # ---------------------------------------------------------------------------- memory
 
+# A job's group, by cgroup version: the file its limit goes to, and settings written where
+# the kernel has them. No swap, so a job over its limit is killed rather than slowed: v2's
+# swap.max; v1's memory+swap limit at the same value, and swappiness 0 for kernels that do
+# not account swap. v2's oom.group ends the whole job at once; v1 kills the largest process,
+# with the OOM killer switched on even where the parent group disabled it.
+_LIMIT = {2: "memory.max", 1: "memory.limit_in_bytes"}
+_SETTINGS = {
+    2: (("memory.swap.max", "0"), ("memory.oom.group", "1")),
+    1: (
+        ("memory.memsw.limit_in_bytes", "{max}"),
+        ("memory.swappiness", "0"),
+        ("memory.oom_control", "0"),
+    ),
+}
+_PEAK = {2: "memory.peak", 1: "memory.max_usage_in_bytes"}
+_ROUNDS = 10  # of moving a job's processes in, or its leftovers out, against forks
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryLimit:
-    """One job's cgroup v2 group, with its ``memory.max``."""
+    """One job's memory cgroup (cgroup ``version`` 2 or 1), limited to ``max`` bytes."""
 
     path: Path
     max: int
+    version: int = 2
 
     def oom_killed(self) -> bool:
-        """Whether the kernel killed a process of the job for going over ``max``."""
-        return self._event("oom_kill") > 0 or self._event("oom_group_kill") > 0
+        """Whether the kernel killed a process of the job for going over ``max``.
+
+        v2 counts kills in ``memory.events``, v1 in ``memory.oom_control`` (Linux >= 4.13).
+        Older v1 kernels have only ``memory.failcnt``: how often usage hit the limit, each
+        time followed by reclaim, so a job that hit its limit is taken as killed for it.
+        """
+        if self.version == 2:
+            events = _counters(self.path / "memory.events")
+            return events.get("oom_kill", 0) + events.get("oom_group_kill", 0) > 0
+        control = _counters(self.path / "memory.oom_control")
+        if "oom_kill" in control:
+            return control["oom_kill"] > 0
+        return (_read_int(self.path / "memory.failcnt") or 0) > 0
 
     def peak(self) -> int | None:
-        """The job's peak memory in bytes (``memory.peak``, Linux >= 5.19), if known."""
-        try:
-            return int((self.path / "memory.peak").read_text())
-        except (OSError, ValueError):
-            return None
+        """The job's peak memory in bytes, if known (v2's ``memory.peak`` needs Linux 5.19)."""
+        return _read_int(self.path / _PEAK[self.version])
 
     def close(self) -> None:
-        """Remove the group; call once the job's processes are gone (else it stays)."""
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        """Remove the group, once the job's process group has ended.
 
-    def _event(self, name: str) -> int:
-        with contextlib.suppress(OSError):
-            for line in (self.path / "memory.events").read_text().splitlines():
-                key, _, count = line.partition(" ")
-                if key == name:
-                    return int(count)
-        return 0
+        Processes the job left in it keep it from being removed: ones that left the job's
+        process group (``setsid``, a daemon) or kept with ``keep_leftovers``. They are moved
+        to the parent group, where they run on without the job's limit, and the group goes.
+        """
+        for _ in range(_ROUNDS):
+            try:
+                self.path.rmdir()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:  # gone already, or not ours to remove
+                    return
+            with contextlib.suppress(OSError):
+                pids = (self.path / "cgroup.procs").read_text().split()
+                _move([int(pid) for pid in pids], self.path.parent / "cgroup.procs")
 
 
 class MemoryLimiter:
-    """Makes cgroup v2 child groups of ``parent`` with a memory limit, one per job."""
+    """Makes child groups of ``parent`` with a memory limit, one per job.
 
-    def __init__(self, parent: Path):
+    ``version`` is the cgroup version of ``parent``'s hierarchy: 2, or 1 where the memory
+    controller is only on a v1 hierarchy.
+    """
+
+    def __init__(self, parent: Path, version: int = 2):
         self.parent = parent
+        self.version = version
         self._count = 0
 
     def __repr__(self) -> str:
-        return f"<MemoryLimiter {self.parent}>"
+        return f"<MemoryLimiter v{self.version} {self.parent}>"
 
     def limit(self, pid: int, max_bytes: int) -> MemoryLimit:
-        """Move process ``pid`` into a new group limited to ``max_bytes``; OSError if not.
+        """Move process ``pid``, which leads its own process group, and that group into a
+        new cgroup limited to ``max_bytes``; OSError if not.
 
-        Call it right after the spawn: what the job starts before the move (it would have
-        to fork within microseconds) stays outside. No swap, so a job over its limit is
-        killed rather than slowed; ``memory.oom.group`` kills the whole job at once.
+        Call it right after the spawn. A move can take long enough for a shell to have
+        started the real job outside (14 ms on the cgroup v1 VMs this is tested on: the
+        kernel synchronises its CPUs), so what the process group holds is moved after it
+        until nothing is left out: only what left the process group that soon escapes.
         """
         self._count += 1
-        path = self.parent / f"rangeexpr-{os.getpid()}-{self._count}"
+        limit = MemoryLimit(
+            self.parent / f"rangeexpr-{os.getpid()}-{self._count}", max_bytes, self.version
+        )
+        path = limit.path
         path.mkdir()
         try:
-            (path / "memory.max").write_text(f"{max_bytes}\n")
-            for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
-                if (path / name).exists():  # swap accounting and oom.group may be absent
-                    (path / name).write_text(f"{value}\n")
-            with open(path / "cgroup.procs", "a") as procs:
-                procs.write(f"{pid}\n")
+            (path / _LIMIT[self.version]).write_text(f"{max_bytes}\n")
+            for name, value in _SETTINGS[self.version]:
+                if (path / name).exists():
+                    (path / name).write_text(f"{value.format(max=max_bytes)}\n")
+            procs = path / "cgroup.procs"
+            _move([pid], procs, strict=True)
+            for _ in range(_ROUNDS):
+                inside = set(procs.read_text().split())
+                outside = [p for p in process_group(pid) or () if str(p) not in inside]
+                if not outside:
+                    break
+                _move(outside, procs)
         except BaseException:
-            with contextlib.suppress(OSError):
-                path.rmdir()
+            limit.close()  # moving what got in back out: the job runs on, not limited
             raise
-        return MemoryLimit(path, max_bytes)
+        return limit
 
 
 def memory_limiter(
     *, mountinfo: Path = Path("/proc/self/mountinfo"), cgroup: Path = Path("/proc/self/cgroup")
 ) -> MemoryLimiter | None:
-    """A limiter for child groups of this process's cgroup v2 group, or None if impossible.
+    """A limiter for child groups of this process's memory cgroup, or None if impossible.
 
-    Possible when cgroup v2 is mounted, this process's group there offers the memory
-    controller (``cgroup.controllers``), is writable, and passes it to children
-    (``cgroup.subtree_control``, which we try to enable: the kernel refuses while the
-    group holds processes, unless it is the root). Elsewhere (cgroup v1 or a hybrid
-    layout, no delegation, not Linux) memory is only accounted.
+    cgroup v2 first: possible when this process's group there offers the memory controller
+    (``cgroup.controllers``), is writable, and passes it to children
+    (``cgroup.subtree_control``, which we try to enable: the kernel refuses while the group
+    holds processes, unless it is the root). Else cgroup v1, where most hybrid and older
+    hosts keep memory: a ``cgroup`` mount with the ``memory`` option, and this process's
+    group in it writable (v1 has no rule against children of a group with processes).
+    Elsewhere (no delegation, read-only, not Linux) memory is only accounted.
     """
-    mount = _cgroup2_mount(mountinfo)
-    path = _cgroup2_path(cgroup)
-    if mount is None or path is None:
-        return None
-    group = mount / path.lstrip("/")
+    mounts = _cgroup_mounts(mountinfo)
+    groups = _cgroup_groups(cgroup)
+    v2 = _cgroup_dir(mounts.get(""), groups.get(""))
+    if v2 is not None and _offers_memory(v2):
+        return MemoryLimiter(v2, 2)
+    v1 = _cgroup_dir(mounts.get("memory"), groups.get("memory"))
+    if v1 is not None and v1.is_dir() and os.access(v1, os.W_OK):
+        return MemoryLimiter(v1, 1)
+    return None
+
+
+def _offers_memory(group: Path) -> bool:
+    """Whether children of v2 ``group`` can get the memory controller from us."""
     try:
         if "memory" not in (group / "cgroup.controllers").read_text().split():
-            return None
+            return False
         if not os.access(group, os.W_OK):
-            return None
+            return False
         control = group / "cgroup.subtree_control"
         if "memory" not in control.read_text().split():
             control.write_text("+memory\n")
-            if "memory" not in control.read_text().split():
-                return None
+            return "memory" in control.read_text().split()
     except OSError as exc:
         if exc.errno not in (errno.EBUSY, errno.EACCES, errno.EPERM, errno.ENOENT, errno.EROFS):
             raise
-        return None
-    return MemoryLimiter(group)
+        return False
+    return True
 
 
-def _cgroup2_mount(mountinfo: Path) -> Path | None:
-    """Where the cgroup v2 hierarchy is mounted (``/sys/fs/cgroup`` or ``.../unified``)."""
+def _cgroup_mounts(mountinfo: Path) -> dict[str, tuple[str, Path]]:
+    """The cgroup hierarchies mounted: (root in the hierarchy, mount point) by controller.
+
+    ``""`` is the v2 hierarchy (type ``cgroup2``); a v1 one (type ``cgroup``) is listed
+    under each of its super options, which name its controllers (``memory``).
+    """
+    mounts: dict[str, tuple[str, Path]] = {}
     with contextlib.suppress(OSError):
         for line in mountinfo.read_text().splitlines():
             fields, _, fs = line.partition(" - ")
-            parts = fields.split()
-            if fs.split()[:1] == ["cgroup2"] and len(parts) > 4 and parts[3] == "/":
-                return Path(parts[4].replace("\\040", " "))
-    return None
+            parts, kinds = fields.split(), fs.split()  # kinds: type, source, super options
+            if len(parts) < 5 or len(kinds) < 3 or kinds[0] not in ("cgroup", "cgroup2"):
+                continue
+            root, point = _unescape(parts[3]), Path(_unescape(parts[4]))
+            for name in kinds[2].split(",") if kinds[0] == "cgroup" else [""]:
+                mounts.setdefault(name, (root, point))
+    return mounts
 
 
-def _cgroup2_path(cgroup: Path) -> str | None:
-    """This process's group in the v2 hierarchy: the ``0::/path`` line."""
+def _cgroup_groups(cgroup: Path) -> dict[str, str]:
+    """This process's group in each hierarchy, from ``/proc/self/cgroup``: ``""`` for the
+    v2 line (``0::/path``), each v1 controller for ``N:memory:/path``."""
+    groups: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in cgroup.read_text().splitlines():
-            if line.startswith("0::"):
-                return line[3:]
-    return None
+            controllers, found, path = line.partition(":")[2].partition(":")
+            if found:
+                for name in controllers.split(",") if controllers else [""]:
+                    groups.setdefault(name, path)
+    return groups
+
+
+def _cgroup_dir(mount: tuple[str, Path] | None, group: str | None) -> Path | None:
+    """Where ``group`` is in the file system, if it is under the root of ``mount``.
+
+    A container often mounts only its own subtree: root ``/docker/ID``, with the process
+    in ``/docker/ID`` (no cgroup namespace) or in ``/`` (one of its own).
+    """
+    if mount is None or group is None or not group.startswith("/"):
+        return None
+    root, point = mount
+    if root == "/":
+        return point / group.lstrip("/")
+    if group != root and not group.startswith(root + "/"):
+        return None
+    return point / group[len(root) :].lstrip("/")
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field: the kernel writes space, tab, newline, ``\\`` as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def _move(pids: Iterable[int], procs: Path, *, strict: bool = False) -> None:
+    """Move processes into the group of ``procs`` (its ``cgroup.procs``), one write each;
+    one that ended meanwhile is skipped unless ``strict``."""
+    fd = os.open(procs, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for pid in pids:
+            try:
+                os.write(fd, f"{pid}\n".encode())
+            except ProcessLookupError:
+                if strict:
+                    raise
+    finally:
+        os.close(fd)
+
+
+def process_group(pgid: int) -> list[int] | None:
+    """The live processes of process group ``pgid``, from /proc (zombies left out); None
+    where /proc cannot be read."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    members = []
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    # "pid (comm) state ppid pgrp ...": comm may hold spaces and ")"
+                    fields = f.read().rpartition(b")")[2].split(maxsplit=3)
+            except OSError:  # it ended meanwhile
+                continue
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                members.append(int(entry))
+    return members
+
+
+def _counters(path: Path) -> dict[str, int]:
+    """A ``name value`` per line cgroup file (``memory.events``); empty if unreadable."""
+    counters: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                counters[name] = int(value)
+    return counters
+
+
+def _read_int(path: Path) -> int | None:
+    """A one-number cgroup file, or None where it is missing or unreadable."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -45,7 +45,7 @@ import trio
 from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status, StorageError
 from ._joblog import JobLog
 from ._metrics import Metrics
-from ._output import ByIndex, InOrder, OutputCopier, Scratch, last_line
+from ._output import ByName, InOrder, OutputCopier, Scratch, last_line
 from ._policy import NEVER, Halt
 
 __all__ = ["FailedJob", "RunStatistics", "Runner", "SlowJob", "Summary", "run_jobs"]
@@ -250,7 +250,7 @@ class Runner:
         try:
             if self._results_dir is not None:
                 self._results_dir.mkdir(parents=True, exist_ok=True)
-                files: ByIndex | Scratch = ByIndex(self._results_dir)
+                files: ByName | Scratch = ByName(self._results_dir)
             else:
                 files = Scratch(Path(tempfile.mkdtemp(prefix="rangeexpr-")))
         except OSError as exc:
@@ -271,7 +271,7 @@ class Runner:
             raise error
         return self.summary()
 
-    async def _launch_all(self, jobs: Iterable[Job], files: ByIndex | Scratch) -> Exception | None:
+    async def _launch_all(self, jobs: Iterable[Job], files: ByName | Scratch) -> Exception | None:
         """Launch the jobs; the exception that ``jobs`` raised, if it did, once all ended."""
         limiter = self._limiter
         error: Exception | None = None
@@ -299,10 +299,10 @@ class Runner:
         return error
 
     async def _run_job(
-        self, job: Job, borrower: object, files: ByIndex | Scratch, place: int
+        self, job: Job, borrower: object, files: ByName | Scratch, place: int
     ) -> None:
         try:
-            paths = files.take(job.index)
+            job, paths = files.take(job)  # named as its files are (the record says it)
         except OSError as exc:
             self._limiter.release_on_behalf_of(borrower)
             self._storage_failed(exc, "an output file")
@@ -391,7 +391,7 @@ class Runner:
             self._storage_failed(exc, f"the output of job {job.index}")
 
     def _deliver(
-        self, job: Job, paths: tuple[Path, Path], files: ByIndex | Scratch
+        self, job: Job, paths: tuple[Path, Path], files: ByName | Scratch
     ) -> Callable[[], Any]:
         """What ``-k`` runs in the job's turn: copy its output, then free its files."""
 

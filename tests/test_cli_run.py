@@ -144,13 +144,13 @@ def test_output_is_one_block_per_job_and_failures_exit_1(tmp_path: Path) -> None
     assert "#2      exit 1           X=2" in result.stderr
 
 
-def test_results_dir_keeps_output_by_index(tmp_path: Path) -> None:
+def test_results_dir_keeps_output_by_values(tmp_path: Path) -> None:
     script = "echo out $X; echo err $X >&2"
     result = run("-r", "X=range:3", "--results", "res", "--exec", f"sh -c '{script}'", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
-    assert (tmp_path / "res" / "2.out").read_text() == "out 2\n"
-    assert (tmp_path / "res" / "2.err").read_text() == "err 2\n"
+    assert (tmp_path / "res" / "X=2.out").read_text() == "out 2\n"
+    assert (tmp_path / "res" / "X=2.err").read_text() == "err 2\n"
 
 
 def test_dry_run_prints_lazily_and_runs_nothing(tmp_path: Path) -> None:
@@ -476,14 +476,3 @@ def test_a_huge_sweep_starts_at_once_and_halts(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert time.monotonic() - began < 15
     assert re.match(r"rangeexpr: 5 succeeded, [12] failed, 0 skipped", result.stderr)  # 6 may run
-
-
-def test_workdir_with_a_start_time_variable_is_refused(tmp_path: Path) -> None:
-    """Jobs naming $RANGEEXPR_* are rendered when they start, where --workdir is not applied
-    yet: refused up front rather than silently run in the current directory."""
-    result = run(
-        "-r", "X=range:1", "--workdir", "d$X", "--exec", "echo $RANGEEXPR_SLOT", cwd=tmp_path
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "--workdir cannot be combined yet with $RANGEEXPR_SLOT" in result.stderr
-    assert not (tmp_path / "d0").exists()

@@ -30,7 +30,7 @@ def test_results_of_another_sweep_are_refused(tmp_path: Path) -> None:
     second = run("-r", "X=range:2", "--results", "out", "--exec", "echo second $X", cwd=tmp_path)
     assert second.returncode == 2
     assert "--results out holds the outputs of another sweep" in second.stderr
-    assert (tmp_path / "out" / "0.out").read_text() == "first 0\n"
+    assert (tmp_path / "out" / "X=0.out").read_text() == "first 0\n"
     again = run("-r", "X=range:2", "--results", "out", "--exec", "echo first $X", cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # the same sweep may write its own outputs
     forced = run(
@@ -38,16 +38,16 @@ def test_results_of_another_sweep_are_refused(tmp_path: Path) -> None:
         cwd=tmp_path,
     )  # fmt: skip
     assert forced.returncode == 0, forced.stderr
-    assert (tmp_path / "out" / "0.out").read_text() == "second 0\n"
+    assert (tmp_path / "out" / "X=0.out").read_text() == "second 0\n"
 
 
 def test_a_directory_of_files_rangeexpr_did_not_write_is_refused(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "0.out").write_text("precious\n")
+    (tmp_path / "out" / "X=0.out").write_text("precious\n")
     result = run("-r", "X=range:2", "--results", "out", "--exec", "echo $X", cwd=tmp_path)
     assert result.returncode == 2
     assert "holds files rangeexpr did not write" in result.stderr
-    assert (tmp_path / "out" / "0.out").read_text() == "precious\n"
+    assert (tmp_path / "out" / "X=0.out").read_text() == "precious\n"
     (tmp_path / "empty").mkdir()
     fine = run("-r", "X=range:2", "--results", "empty", "--exec", "echo $X", cwd=tmp_path)
     assert fine.returncode == 0, fine.stderr

@@ -115,7 +115,7 @@ def test_run_stops_cleanly_when_a_results_file_is_a_symlink(tmp_path: Path) -> N
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     (tmp_path / "res").mkdir()
-    (tmp_path / "res" / "1.out").symlink_to(victim)
+    (tmp_path / "res" / "X=1.out").symlink_to(victim)
     # --overwrite: past the check that refuses a directory we did not write, to the files
     argv = ["run", "--no-progress", "-j1", "-r", "X=range:3", "--results", "res", "--overwrite"]
     result = subprocess.run(
@@ -128,10 +128,10 @@ def test_run_stops_cleanly_when_a_results_file_is_a_symlink(tmp_path: Path) -> N
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert "cannot write res/1.out: it is a symbolic link" in result.stderr
+    assert "cannot write res/X=1.out: it is a symbolic link" in result.stderr
     assert "Traceback" not in result.stderr
     assert victim.read_text() == "precious\n"
-    assert (tmp_path / "res" / "0.out").read_text() == "0\n"
+    assert (tmp_path / "res" / "X=0.out").read_text() == "0\n"
     assert len((tmp_path / "log").read_text().splitlines()) == 2  # header + job 0
 
 

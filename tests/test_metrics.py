@@ -230,7 +230,7 @@ def test_a_job_writes_its_metrics_file(tmp_path: Path) -> None:
         (2, 1, "succeeded", {"acc": 1, "f1": 0.3, "attempt": 2}),
     ]
     names = {p.name for p in (tmp_path / "res").iterdir()}
-    assert {f"{i}.{s}" for i in range(3) for s in ("err", "out")} <= names
+    assert {f"X={x}.{s}" for x in range(1, 4) for s in ("err", "out")} <= names
     assert not [name for name in names if "metrics" in name]  # read, then removed
     assert "rangeexpr: jobs reporting each metric (of 3): acc 3, f1 3, attempt 3" in result.stderr
 

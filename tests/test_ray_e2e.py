@@ -89,7 +89,7 @@ def test_small_sweep_runs_every_point_with_env_and_output(head: RayHead, tmp_pat
         (i, "succeeded", 0) for i in range(6)
     ]
     assert recs[3]["values"] == {"X": 1, "Y": "b c"}
-    assert (results / "3.out").read_text() == "1 b c hi-b c 3/6\noops\n"  # Ray merges stderr
+    assert (results / "X=1,Y=b%20c.out").read_text() == "1 b c hi-b c 3/6\noops\n"  # merged
     time.sleep(3)  # long enough for Ray to write a ghost record if we deleted too early
     for r in recs:  # deleted from Ray, and no ghost FAILED record in their place
         assert r["backend_id"].startswith("rangeexpr-")
@@ -123,7 +123,7 @@ def test_per_job_packs_points_and_records_each(head: RayHead, tmp_path: Path) ->
         (i, "failed" if i == 4 else "succeeded", 1 if i == 4 else 0) for i in range(7)
     ]
     assert len({r["backend_id"] for r in recs}) == 3  # [0,3), [3,6), [6,7)
-    assert [(results / f"{i}.out").read_text() for i in range(7)] == [
+    assert [(results / f"X={i}.out").read_text() for i in range(7)] == [
         f"{i} g{i}\n" for i in range(7)
     ]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import stat
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 
 from runner._resources import (
     THREAD_VARIABLES,
+    MemoryLimit,
     MemoryLimiter,
     Pool,
     Request,
@@ -552,6 +552,10 @@ def test_inherit_affinity_nothing_to_pin() -> None:
 
 
 # ---------------------------------------------------------------------------- memory
+# The detection and the files written, on fake trees (the kernel is not emulated); what
+# the kernel does with them is in test_memory_limit.py.
+
+HOST_MOUNTS = "22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw\n"
 
 
 def fake_cgroup(tmp_path: Path, controllers: str, subtree: str = "memory") -> dict[str, Path]:
@@ -562,20 +566,39 @@ def fake_cgroup(tmp_path: Path, controllers: str, subtree: str = "memory") -> di
     (group / "cgroup.controllers").write_text(f"{controllers}\n")
     (group / "cgroup.subtree_control").write_text(f"{subtree}\n")
     mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text(
-        "22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw\n"
-        f"31 23 0:28 / {mount} rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
-    )
+    mountinfo.write_text(f"{HOST_MOUNTS}31 23 0:28 / {mount} rw,nosuid - cgroup2 cgroup2 rw\n")
     cgroup = tmp_path / "cgroup-self"
     cgroup.write_text("0::/user.slice/job\n")
     return {"mountinfo": mountinfo, "cgroup": cgroup}
 
 
+def fake_cgroup_v1(
+    tmp_path: Path, group: str = "/process_api/ab12", root: str = "/", where: str = "memory"
+) -> dict[str, Path]:
+    """A hybrid layout, as on hosts still on cgroup v1: every controller on its own v1
+    hierarchy, v2 mounted with none; our group exists in the memory hierarchy."""
+    memory, unified = tmp_path / where, tmp_path / "unified"
+    (memory / group[len(root) :].lstrip("/")).mkdir(parents=True)
+    unified.mkdir()
+    (unified / "cgroup.controllers").write_text("\n")
+    (unified / "cgroup.subtree_control").write_text("\n")
+    escaped = str(memory).replace(" ", "\\040")  # as the kernel writes a space
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        HOST_MOUNTS
+        + f"32 31 0:29 / {tmp_path / 'cpu'} rw,relatime - cgroup cgroup rw,cpu\n"
+        + f"35 31 0:32 {root} {escaped} rw,relatime - cgroup cgroup rw,memory\n"
+        + f"41 31 0:38 / {unified} rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    cgroup = tmp_path / "cgroup-self"
+    cgroup.write_text(f"9:name=systemd:/\n4:memory:{group}\n1:cpu:/\n0::/\n")
+    return {"mountinfo": mountinfo, "cgroup": cgroup}
+
+
 def test_memory_limiter_on_a_delegated_group(tmp_path: Path) -> None:
-    """The detection and the files written, on a fake tree (the kernel is not emulated)."""
     limiter = memory_limiter(**fake_cgroup(tmp_path, "cpu memory pids"))
     assert isinstance(limiter, MemoryLimiter)
-    assert limiter.parent == tmp_path / "cgroup" / "user.slice" / "job"
+    assert (limiter.parent, limiter.version) == (tmp_path / "cgroup" / "user.slice" / "job", 2)
     limit = limiter.limit(4242, 256 * MiB)
     assert limit.path.parent == limiter.parent
     assert (limit.path / "memory.max").read_text() == f"{256 * MiB}\n"
@@ -587,6 +610,67 @@ def test_memory_limiter_on_a_delegated_group(tmp_path: Path) -> None:
     (limit.path / "memory.peak").write_text("1234\n")
     assert limit.peak() == 1234
     assert limiter.limit(4243, MiB).path != limit.path  # one group per job
+
+
+def test_memory_limiter_on_cgroup_v1(tmp_path: Path) -> None:
+    """Memory on a v1 hierarchy, v2 without it: a v1 limiter in our own v1 group."""
+    limiter = memory_limiter(**fake_cgroup_v1(tmp_path))
+    assert isinstance(limiter, MemoryLimiter)
+    assert (limiter.parent, limiter.version) == (tmp_path / "memory" / "process_api" / "ab12", 1)
+    limit = limiter.limit(4242, 64 * MiB)
+    assert (limit.path.parent, limit.max, limit.version) == (limiter.parent, 64 * MiB, 1)
+    assert (limit.path / "memory.limit_in_bytes").read_text() == f"{64 * MiB}\n"
+    assert (limit.path / "cgroup.procs").read_text() == "4242\n"
+    assert not (limit.path / "memory.max").exists()
+    assert not limit.oom_killed()
+    (limit.path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    (limit.path / "memory.failcnt").write_text("12\n")  # hit and reclaimed: not killed
+    assert not limit.oom_killed()
+    (limit.path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    assert limit.oom_killed()
+    assert limit.peak() is None
+    (limit.path / "memory.max_usage_in_bytes").write_text(f"{64 * MiB}\n")
+    assert limit.peak() == 64 * MiB
+
+
+def test_cgroup_v1_kernels_without_the_oom_kill_counter(tmp_path: Path) -> None:
+    """Before Linux 4.13 memory.oom_control has no oom_kill: hitting the limit stands in."""
+    limit = MemoryLimit(tmp_path, 64 * MiB, 1)
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n")
+    (tmp_path / "memory.failcnt").write_text("0\n")
+    assert not limit.oom_killed()
+    (tmp_path / "memory.failcnt").write_text("3\n")
+    assert limit.oom_killed()
+
+
+def test_cgroup_v2_is_preferred_to_v1(tmp_path: Path) -> None:
+    paths = fake_cgroup(tmp_path, "cpu memory")
+    v1 = fake_cgroup_v1(tmp_path / "v1")
+    paths["mountinfo"].write_text(paths["mountinfo"].read_text() + v1["mountinfo"].read_text())
+    paths["cgroup"].write_text(v1["cgroup"].read_text().replace("0::/\n", "0::/user.slice/job\n"))
+    limiter = memory_limiter(**paths)
+    assert limiter is not None and limiter.version == 2
+    assert limiter.parent == tmp_path / "cgroup" / "user.slice" / "job"
+    (limiter.parent / "cgroup.controllers").write_text("cpu\n")  # v2 without memory: v1
+    limiter = memory_limiter(**paths)
+    assert limiter is not None and limiter.version == 1
+
+
+def test_cgroup_v1_mounted_from_a_subtree(tmp_path: Path) -> None:
+    """A container without a cgroup namespace sees its own subtree mounted, at its root."""
+    limiter = memory_limiter(**fake_cgroup_v1(tmp_path, "/docker/ab12", root="/docker/ab12"))
+    assert limiter is not None and limiter.parent == tmp_path / "memory"
+    paths = fake_cgroup_v1(tmp_path / "n", "/docker/ab12/job", root="/docker/ab12")
+    limiter = memory_limiter(**paths)
+    assert limiter is not None and limiter.parent == tmp_path / "n" / "memory" / "job"
+    paths["cgroup"].write_text("4:memory:/docker/ab123\n0::/\n")  # not under the mount's root
+    assert memory_limiter(**paths) is None
+
+
+def test_cgroup_v1_mount_point_with_a_space(tmp_path: Path) -> None:
+    limiter = memory_limiter(**fake_cgroup_v1(tmp_path, where="cgroup memory"))
+    assert limiter is not None
+    assert limiter.parent == tmp_path / "cgroup memory" / "process_api" / "ab12"
 
 
 @pytest.mark.parametrize(
@@ -601,31 +685,17 @@ def test_memory_limiter_impossible(tmp_path: Path, controllers: str, subtree: st
     assert memory_limiter(**fake_cgroup(tmp_path, controllers, subtree)) is None
 
 
-def test_memory_limiter_without_cgroup2(tmp_path: Path) -> None:
+def test_memory_limiter_with_neither(tmp_path: Path) -> None:
+    """No cgroup mounted, or v1 memory that is not ours to use: memory is only accounted."""
     paths = fake_cgroup(tmp_path, "memory")
-    paths["mountinfo"].write_text("22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw\n")
+    paths["mountinfo"].write_text(HOST_MOUNTS)
     assert memory_limiter(**paths) is None
-    paths = fake_cgroup(tmp_path / "v1", "memory")
-    paths["cgroup"].write_text("4:memory:/process\n")  # no "0::" line: v1 only
+    paths = fake_cgroup(tmp_path / "v2", "memory")
+    paths["cgroup"].write_text("4:memory:/process\n")  # a v1 group, but no v1 mount
     assert memory_limiter(**paths) is None
-
-
-LIMITER = memory_limiter()
-
-
-@pytest.mark.skipif(LIMITER is None, reason="no cgroup v2 memory controller to delegate here")
-def test_memory_limit_kills_a_job_over_it() -> None:
-    assert LIMITER is not None
-    pid = os.posix_spawn(
-        sys.executable,
-        [sys.executable, "-c", "import time; time.sleep(0.2); b = bytearray(512 << 20)"],
-        dict(os.environ),
-    )
-    limit = LIMITER.limit(pid, 64 * MiB)
-    try:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == -9
-        assert limit.oom_killed()
-    finally:
-        limit.close()
-    assert not limit.path.exists()
+    paths = fake_cgroup_v1(tmp_path / "v1")
+    paths["cgroup"].write_text("4:memory:/process_api/gone\n0::/\n")  # no such group
+    assert memory_limiter(**paths) is None
+    paths["cgroup"].write_text("1:cpu:/\n0::/\n")  # no memory line
+    assert memory_limiter(**paths) is None
+    assert memory_limiter(mountinfo=tmp_path / "none", cgroup=tmp_path / "none") is None

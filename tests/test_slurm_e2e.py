@@ -90,7 +90,7 @@ def test_jobs_see_their_task_and_values_and_records_name_it(
         i = record["index"]
         array, task = record["backend_id"].split("_")
         assert record["status"] == "succeeded"
-        assert (tmp_path / "out" / f"{i}.out").read_text() == f"{array} {task} v{i} {i}/4\n"
+        assert (tmp_path / "out" / f"X={i}.out").read_text() == f"{array} {task} v{i} {i}/4\n"
     assert len({r["backend_id"] for r in found}) == 4
     assert [p.name for p in (tmp_path / "out").iterdir() if p.is_dir()] == []  # the backend's
 
@@ -129,7 +129,7 @@ def test_a_sweep_larger_than_max_array_size_runs_as_two_arrays(
     by_array = Counter(array for array, _ in ids)
     assert len(by_array) >= 2 and max(by_array.values()) <= MAX_ARRAY_SIZE
     for i in range(13):
-        assert (tmp_path / "out" / f"{i}.out").read_text() == f"{i}\n"
+        assert (tmp_path / "out" / f"X={i}.out").read_text() == f"{i}\n"
 
 
 def test_per_job_runs_consecutive_points_in_one_task(cluster: SlurmCluster, tmp_path: Path) -> None:
@@ -151,7 +151,7 @@ def test_per_job_runs_consecutive_points_in_one_task(cluster: SlurmCluster, tmp_
     assert len(set.union(*groups)) == 3
     for i in range(7):
         array, task = found[i]["backend_id"].split("_")
-        assert (tmp_path / "out" / f"{i}.out").read_text() == f"{array} {task} v{i}\n"
+        assert (tmp_path / "out" / f"X={i}.out").read_text() == f"{array} {task} v{i}\n"
 
 
 def test_resume_after_the_submitting_run_is_killed_cancels_its_orphans(

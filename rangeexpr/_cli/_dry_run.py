@@ -7,8 +7,8 @@ import sys
 from collections.abc import Mapping
 
 from .._errors import RangeExprError
+from .._jobs import LATE_NAMES, RUNTIME_NAMES, Placeholder
 from .._points import BaseSweep, Point
-from .._requests import LATE_NAMES, RUNTIME_NAMES, Placeholder
 from .._spec import RunSpec
 from .._template import Command, Derived, Template, WithRuntime
 from ._output import stdout

@@ -10,22 +10,20 @@ for them.
 from __future__ import annotations
 
 import argparse
-import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._errors import RangeExprError
-from .._points import BaseSweep, Point  # issue 15: Point
-from .._requests import Requests, adapt_jobs, runtime_names  # issue 13: resources
+from .._points import BaseSweep
+from .._requests import Requests
 from .._spec import RunSpec
-from .._template import Command, Derived, Template, WithRuntime  # issue 15: Derived
-from .._text import int_text
+from .._template import Command, Template
 from ._options import spec_from_args
-from ._resume import (  # issue 15: no clobbering, resume by values
+from ._resume import (  # no clobbering, resume by values
     Done,
     check_clobber,
     check_writable,
@@ -49,26 +47,30 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 def command(args: argparse.Namespace) -> int:
     """Run (or with --dry-run print) every job; the process's exit code."""
     spec = spec_from_args(args)
-    if spec.command is None:  # issue 15: or the sweep file's exec
+    if spec.command is None:  # from --exec or the sweep file
         raise RangeExprError("run needs --exec TEMPLATE: the command to run for each point")
     full = spec.sweep()
     sweep = spec.selected(full)
-    cmd, env, warnings = spec.templates(full)
+    cmd, env, warnings = spec.templates(full)  # --workdir too
     assert cmd is not None
-    if spec.workdir is not None:  # issue 15: checked before anything runs
-        Template(spec.workdir).check(full, runtime=tuple(env))  # and derived values
-        runtime = runtime_names(cmd, env)
-        if runtime:  # those jobs are rendered when they start, without the directory
-            raise RangeExprError(
-                f"--workdir cannot be combined yet with ${sorted(runtime)[0]} in --exec or -e"
-            )
     for w in warnings:
         print(f"rangeexpr: warning: {w}", file=sys.stderr)
-    return run(spec, sweep, cmd, env)
+    return run(spec, sweep, cmd, env, by_index=args.results_by_index)
 
 
-def run(spec: RunSpec, sweep: BaseSweep, command: Command, env: dict[str, Template]) -> int:
-    """Check the run options and the job log, then run the jobs (or print them)."""
+def run(
+    spec: RunSpec,
+    sweep: BaseSweep,
+    command: Command,
+    env: dict[str, Template],
+    *,
+    by_index: bool = False,
+) -> int:
+    """Check the run options and the job log, then run the jobs (or print them).
+
+    ``by_index``: name the result files by index, not by values (for a node's run of a
+    batch, whose outputs are mapped back by index).
+    """
     spec.check_run()
     if sweep.max_size == 0:
         raise RangeExprError(
@@ -82,16 +84,26 @@ def run(spec: RunSpec, sweep: BaseSweep, command: Command, env: dict[str, Templa
         return dry_run(spec, sweep, command, env, read_resume(spec, sweep) if resuming else None)
     from .._backends import make_backend
 
-    requests = Requests(spec.resources, sweep, custom=True)  # issue 13: checked here
+    requests = Requests(spec.resources, sweep, custom=True)  # checked here
     backend = make_backend(spec, sweep, requests)
-    check_clobber(spec)  # issue 15
+    check_clobber(spec)
     check_writable(spec)
     joblog = take_joblog(spec)
     try:
         resumed = resume(joblog, spec, sweep) if joblog is not None and resuming else None
-        claim_results(spec, resumed.ids if resumed is not None else frozenset())  # issue 15
+        claim_results(spec, resumed.ids if resumed is not None else frozenset())
         return _run_in_trio(
-            _Plan(spec, sweep, command, env, backend, joblog, resumed, requests=requests)
+            _Plan(
+                spec,
+                sweep,
+                command,
+                env,
+                backend,
+                joblog,
+                resumed,
+                requests=requests,
+                named=spec.results is not None and not by_index,
+            )
         )
     finally:
         if joblog is not None:
@@ -108,8 +120,9 @@ class _Plan:
     env: dict[str, Template]
     backend: Backend  # not yet entered
     joblog: JobLog | None  # held for this run, not yet started unless resumed
-    resumed: Done | None  # what the job log said, when resuming (issue 15: by values)
-    requests: Requests | None = None  # issue 13: what each job asks for
+    resumed: Done | None  # what the job log said, when resuming (by values)
+    requests: Requests | None = None  # what each job asks for
+    named: bool = False  # result files named by values (``_jobs.result_name``)
 
 
 def _run_in_trio(plan: _Plan) -> int:
@@ -147,50 +160,6 @@ class _Counts:
     skipped: int = 0
 
 
-def _jobs(
-    sweep: BaseSweep,
-    command: Command,
-    env: Mapping[str, Template],
-    skip: Done | None,
-    counts: _Counts,
-    *,
-    workdir: Template | None = None,
-) -> Iterator[Job]:
-    """The sweep's jobs, rendered one at a time as the runner pulls them.
-
-    With ``workdir`` (issue 15) each job runs in its own directory, made before it starts:
-    ``cd`` into it is part of the job's command, so every backend runs it the same way.
-    """
-    from runner import Job
-
-    count = int_text(sweep.full_size)
-    templates = tuple(env.items())
-    # issue 15: derived values, rendered only when a template names an -e value
-    derived = Derived.needed(env, command, workdir)
-    values: Point | WithRuntime
-    for point in sweep:
-        if skip is not None and point in skip:
-            counts.skipped += 1
-            continue
-        if derived is None:
-            extra = {name: template.render(point) for name, template in templates}
-            values = point
-        else:
-            extra, values = derived.render(point)
-        extra["RANGEEXPR_INDEX"] = int_text(point.index)
-        extra["RANGEEXPR_COUNT"] = count
-        argv, line = command.argv(values), command.line(values)
-        if workdir is not None:
-            directory = workdir.render(values)
-            try:
-                Path(directory).mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RangeExprError(f"cannot make --workdir {directory}: {exc.strerror}") from None
-            argv = ("/bin/sh", "-c", 'cd -- "$0" && exec "$@"', directory, *argv)
-            line = f"cd -- {shlex.quote(directory)} && {line}"
-        yield Job(point.index, argv, line, extra, point)
-
-
 async def _main(plan: _Plan) -> int:
     """Enter the backend, start the job log, run, and always leave the backend."""
     from runner import StorageError
@@ -200,17 +169,23 @@ async def _main(plan: _Plan) -> int:
     counts = _Counts()
     async with plan.backend:
         if joblog is not None and (skip is None or skip.last_source != spec.identity()):
-            try:  # issue 15: a resumed run that changed the sweep appends its own header
+            try:  # a resumed run that changed the sweep appends its own header
                 start = joblog.start if skip is None else joblog.add_header
                 start(header(spec, sweep))
             except StorageError as exc:
                 sys.stderr.write(f"rangeexpr: error: {exc}\n")
                 return EXIT_FAILED
-        workdir = None if spec.workdir is None else Template(spec.workdir)  # issue 15
-        jobs = _jobs(sweep, plan.command, plan.env, skip, counts, workdir=workdir)
-        # issue 13: the jobs' requests; templates naming $RANGEEXPR_SLOT and the like
-        jobs = adapt_jobs(
-            jobs, sweep, plan.command, plan.env, requests=plan.requests, skip=skip, counts=counts
+        from .._jobs import make_jobs
+
+        jobs = make_jobs(
+            sweep,
+            plan.command,
+            plan.env,
+            skip=skip,
+            counts=counts,
+            requests=plan.requests,
+            workdir=None if spec.workdir is None else Template(spec.workdir),
+            named=plan.named,
         )
         return await _run(plan, jobs, counts)
 
@@ -225,7 +200,7 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
 
     spec, joblog = plan.spec, plan.joblog
     halt = Halt() if spec.halt is None else parse_halt(spec.halt)
-    metrics = _metrics(spec)  # issue 14: results
+    metrics = _metrics(spec)
     runner = Runner(
         plan.backend,
         _limit(plan),  # slots: the runner admits spec.jobs * backend.jobs_per_slot jobs
@@ -234,7 +209,6 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
         halt=halt,
         joblog=joblog,
         results_dir=None if spec.results is None else Path(spec.results),
-        # issue 14: results
         metrics=metrics,
         tag=job_tag if spec.tag else None,
         keep_order=spec.keep_order,
@@ -268,7 +242,6 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
         counts.skipped,
         halt,
         interrupted,
-        # issue 14: results
         metrics=() if metrics is None else metrics.names,
         sweep=plan.sweep,
         started=runner.statistics().started,
@@ -288,7 +261,6 @@ async def _run(plan: _Plan, jobs: Iterator[Job], counts: _Counts) -> int:
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-# issue 14: results
 METRICS_FILE = "RANGEEXPR_METRICS_FILE"
 
 
@@ -308,7 +280,7 @@ def _metrics(spec: RunSpec) -> Metrics | None:
 
 
 def _limit(plan: _Plan) -> int | trio.CapacityLimiter:
-    """The runner's limit: ``-j`` slots; issue 13: with requests that vary by point, a
+    """The runner's limit: ``-j`` slots; with requests that vary by point, a
     look-ahead of twice as many jobs, so a small job can start while a big one waits for
     its resources (the local pool's slots still hold the running jobs to ``-j``)."""
     import trio
