@@ -93,6 +93,9 @@ class Outcome:
     # The job as it ran, when the backend finished it (``Job.finish``): the job-log record
     # shows its command, not the placeholders the runner handed over.
     job: Job | None = None
+    # Bytes the attempt left in its stdout and stderr files, when the backend knows (it
+    # wrote them, or holds them open): the runner then need not look. None: it looks.
+    output: tuple[int, int] | None = None
 
 
 class Backend(Protocol):

@@ -182,31 +182,36 @@ class LocalBackend:
             raise
         limit: MemoryLimit | None = None
         try:
-            child = _Child(self._spawn(job, out, err, grant))
-            if self.memory is not None and grant is not None and grant.mem:
-                with contextlib.suppress(OSError):  # not enforced: still accounted
-                    limit = self.memory.limit(child.pid, grant.mem)
-        except OSError as exc:
-            # Like a shell: 127 when the program is not there, 126 when it cannot run.
-            exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
-            message = f"cannot run {job.argv[0]!r}: {exc.strerror or exc}"
-            with contextlib.suppress(OSError):  # the outcome carries the message anyway
-                os.write(err, f"rangeexpr: {message}\n".encode())
-            return Outcome("failed", exit_code, message=message)
+            try:
+                child = _Child(self._spawn(job, out, err, grant))
+                if self.memory is not None and grant is not None and grant.mem:
+                    with contextlib.suppress(OSError):  # not enforced: still accounted
+                        limit = self.memory.limit(child.pid, grant.mem)
+            except OSError as exc:
+                # Like a shell: 127 when the program is not there, 126 when it cannot run.
+                exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
+                message = f"cannot run {job.argv[0]!r}: {exc.strerror or exc}"
+                with contextlib.suppress(OSError):  # the outcome carries the message anyway
+                    os.write(err, f"rangeexpr: {message}\n".encode())
+                return Outcome("failed", exit_code, message=message)
+            running.add(child)
+            try:
+                status, code, sig = await self._wait(child, attempt.timeout)
+                if not (self.keep_leftovers or child.aborted or child.timed_out):
+                    await child.end_leftovers(self.grace)
+                # What the job left in its files, from the descriptors we still hold: the
+                # runner need not look them up (a path lookup per file, per job).
+                output = os.fstat(out).st_size, os.fstat(err).st_size
+                outcome = Outcome(status, code, sig, output=output)
+            finally:
+                running.discard(child)
+                await child.close()
+                if limit is not None:  # read, then remove the group, also when cancelled
+                    over, peak = limit.oom_killed(), limit.peak()
+                    limit.close()
         finally:
             os.close(out)
             os.close(err)
-        running.add(child)
-        try:
-            outcome = await self._wait(child, attempt.timeout)
-            if not (self.keep_leftovers or child.aborted or child.timed_out):
-                await child.end_leftovers(self.grace)
-        finally:
-            running.discard(child)
-            await child.close()
-            if limit is not None:  # read, then remove the group, also when cancelled
-                over, peak = limit.oom_killed(), limit.peak()
-                limit.close()
         if limit is None:
             return outcome
         return dataclasses.replace(
@@ -217,8 +222,11 @@ class LocalBackend:
             else outcome.message,
         )
 
-    async def _wait(self, child: _Child, timeout: float | None) -> Outcome:
-        """Wait for the job's main process, stopping it at ``timeout``; how it ended."""
+    async def _wait(
+        self, child: _Child, timeout: float | None
+    ) -> tuple[Status, int | None, int | None]:
+        """Wait for the job's main process, stopping it at ``timeout``; how it ended: status,
+        exit code, signal."""
         if timeout is None:
             await child.wait()
         else:
@@ -236,7 +244,7 @@ class LocalBackend:
         status: Status = "succeeded" if code == 0 else "failed"
         if child.timed_out or child.aborted:  # we stopped it: whatever it exited with
             status = "timed_out" if child.timed_out else "killed"
-        return Outcome(status, None if code < 0 else code, -code if code < 0 else None)
+        return status, None if code < 0 else code, -code if code < 0 else None
 
     def kill(self) -> None:
         """SIGKILL every running job's group at once, skipping the grace (a second Ctrl-C).

@@ -64,17 +64,22 @@ class OutputCopier:
         weakref.finalize(self, _close_all, self._own)
 
     async def move(
-        self, path: Path, stream: Literal["stdout", "stderr"], prefix: bytes = b""
+        self,
+        path: Path,
+        stream: Literal["stdout", "stderr"],
+        prefix: bytes = b"",
+        size: int | None = None,
     ) -> None:
         """Copy ``path`` to the named stream, then empty it for the next attempt to reuse.
 
-        ``prefix``: put before each line. An empty or absent file costs one ``stat``: at
-        thousands of jobs/s that matters.
+        ``prefix``: put before each line. ``size``: the file's, when the backend said (an
+        empty file then costs nothing; else one ``stat``: at thousands of jobs/s it shows).
         """
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            return
+        if size is None:
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                return
         if size == 0:
             return
         async with self._lock:

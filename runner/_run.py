@@ -336,7 +336,7 @@ class Runner:
     async def _attempt(self, job: Job, number: int, paths: tuple[Path, Path]) -> Outcome | None:
         """Run one attempt and record it; None if the backend could not write its output."""
         stdout, stderr = paths
-        metrics_file = None  # issue 14: a fresh metrics file for the attempt, if asked for
+        metrics_file = None  # a fresh metrics file for the attempt, if asked for
         if self._metrics is not None and self._metrics.file_variable is not None:
             metrics_file = stdout.with_name(f"{stdout.stem}.{number}.metrics.json")
             job = _with_env(job, self._metrics.file_variable, str(metrics_file))
@@ -355,11 +355,10 @@ class Runner:
             self._everything.cancel()
             return None
         duration = trio.current_time() - began
-        # issue 13: resources. The time spent waiting for them is not the job's.
+        # The time spent waiting for resources is not the job's.
         if outcome.queued:
             start += outcome.queued
             duration = max(0.0, duration - outcome.queued)
-        # issue 14: results
         if self._metrics is not None:
             values = await self._metrics.read(stdout, metrics_file)
             outcome = dataclasses.replace(
@@ -374,19 +373,23 @@ class Runner:
             except OSError as exc:
                 self._storage_failed(exc, "the job log")
         if len(self._slowest) < self._keep_slowest:
-            heapq.heappush(self._slowest, (duration, job.index, job.command))
+            heapq.heappush(self._slowest, (duration, job.index, (outcome.job or job).command))
         elif self._slowest and duration > self._slowest[0][0]:
-            heapq.heapreplace(self._slowest, (duration, job.index, job.command))
-        if self._results_dir is None and self._in_order is None:
-            await self._copy(job, paths)
+            heapq.heapreplace(self._slowest, (duration, job.index, (outcome.job or job).command))
+        if self._results_dir is None and self._in_order is None and outcome.output != (0, 0):
+            await self._copy(job, paths, outcome.output)
         return outcome
 
-    async def _copy(self, job: Job, paths: tuple[Path, Path]) -> None:
-        """Copy an attempt's output to our stdout and stderr (``tag``'s prefix on each line)."""
+    async def _copy(
+        self, job: Job, paths: tuple[Path, Path], sizes: tuple[int, int] | None = None
+    ) -> None:
+        """Copy an attempt's output to our stdout and stderr (``tag``'s prefix on each line);
+        ``sizes``: the files', when the backend said."""
         prefix = b"" if self._tag is None else (self._tag(job) + "\t").encode()
+        out, err = (None, None) if sizes is None else sizes
         try:
-            await self._copier.move(paths[0], "stdout", prefix)
-            await self._copier.move(paths[1], "stderr", prefix)
+            await self._copier.move(paths[0], "stdout", prefix, out)
+            await self._copier.move(paths[1], "stderr", prefix, err)
         except OSError as exc:
             self._storage_failed(exc, f"the output of job {job.index}")
 

@@ -83,7 +83,7 @@ def test_a_hard_link_is_replaced_not_written_through(tmp_path: Path) -> None:
     victim.write_text("precious\n")
     a = attempt(tmp_path, "echo mine")
     os.link(victim, a.stdout)
-    assert run_one(a) == Outcome("succeeded", 0)
+    assert run_one(a) == Outcome("succeeded", 0, output=(5, 0))
     assert a.stdout.read_text() == "mine\n"
     assert victim.read_text() == "precious\n"
 
@@ -99,13 +99,13 @@ def test_a_file_another_process_still_holds_is_replaced(tmp_path: Path) -> None:
             ["sh", "-c", "read go; echo LATE"], stdin=subprocess.PIPE, stdout=held
         )
     try:
-        assert run_one(a) == Outcome("succeeded", 0)
+        assert run_one(a) == Outcome("succeeded", 0, output=(5, 0))
     finally:
         holder.communicate(b"go\n", timeout=10)
     assert a.stdout.read_text() == "mine\n"
     inode = a.stdout.stat().st_ino
     a.stdout.write_text("an earlier, longer output\n")
-    assert run_one(a) == Outcome("succeeded", 0)
+    assert run_one(a) == Outcome("succeeded", 0, output=(5, 0))  # not the 26 bytes before
     assert a.stdout.read_text() == "mine\n"
     assert a.stdout.stat().st_ino == inode
 

@@ -65,7 +65,7 @@ def test_leftovers_end_with_the_job_and_zombies_are_not_waited_for(tmp_path: Pat
     pids = tmp_path / "pids"
     script = f"sleep 30 & echo $! > {pids}; sleep 30 & echo $! >> {pids}; exit 3"
     outcome = run_script(tmp_path, script, LocalBackend(grace=60))
-    assert outcome == Outcome("failed", 3)  # the main process's exit, not the leftovers'
+    assert outcome == Outcome("failed", 3, output=(0, 0))  # the main process's exit, not the leftovers'
     leftovers = [int(pid) for pid in pids.read_text().split()]
     assert len(leftovers) == 2
     assert not any(alive(pid) for pid in leftovers)
@@ -75,7 +75,7 @@ def test_a_leftover_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -
     pids = tmp_path / "pids"
     script = f"(trap '' TERM; exec sleep 30) & echo $! > {pids}"
     outcome = run_script(tmp_path, script, LocalBackend(grace=0.2))
-    assert outcome == Outcome("succeeded", 0)
+    assert outcome == Outcome("succeeded", 0, output=(0, 0))
     assert not alive(int(pids.read_text()))
 
 

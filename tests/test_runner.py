@@ -335,6 +335,40 @@ def test_a_job_that_writes_nothing_shows_no_earlier_jobs_output(
     assert capfd.readouterr().out == "out 0\nout 2\nout 4\n"
 
 
+def test_the_output_sizes_a_backend_reports_spare_the_lookup(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Outcome.output`` (0, 0): nothing is looked up or copied; (n, 0): stdout only; None:
+    each file is looked at, as a backend that does not say needs."""
+    import runner._output
+
+    looked: list[str] = []
+    real_stat = runner._output.os.stat
+
+    def counting_stat(path: object, *args: object, **kwargs: object) -> object:
+        looked.append(Path(str(path)).suffix)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    class Sized(ScriptedBackend):
+        async def run(self, attempt: Attempt) -> Outcome:
+            i = attempt.job.index
+            if i == 1:
+                attempt.stdout.write_text("one\n")
+            if i == 2:
+                attempt.stdout.write_text("two\n")
+                return Outcome("succeeded", 0)
+            return Outcome("succeeded", 0, output=(4 if i == 1 else 0, 0))
+
+    monkeypatch.setattr(runner._output.os, "stat", counting_stat)
+
+    async def main() -> None:
+        await run_jobs(jobs(3), Sized(lambda i, a: (0, "succeeded")), 1)
+
+    run(main)
+    assert capfd.readouterr().out == "one\ntwo\n"
+    assert sorted(looked) == [".err", ".out"]  # job 2's two files; none of 0's and 1's
+
+
 def test_results_dir_keeps_the_files_by_index(tmp_path: Path) -> None:
     backend = ScriptedBackend(lambda i, a: (1, "succeeded"), output=True)
 

@@ -45,15 +45,15 @@ def run_one(a: Attempt, grace: float = 2.0) -> Outcome:
 
 def test_exit_status_and_output_files(tmp_path: Path) -> None:
     ok = attempt(tmp_path, ("sh", "-c", "echo out; echo err >&2"))
-    assert run_one(ok) == Outcome("succeeded", 0)
+    assert run_one(ok) == Outcome("succeeded", 0, output=(4, 4))  # "out\n", "err\n"
     assert ok.stdout.read_text() == "out\n"
     assert ok.stderr.read_text() == "err\n"
-    assert run_one(attempt(tmp_path, ("sh", "-c", "exit 3"))) == Outcome("failed", 3)
+    assert run_one(attempt(tmp_path, ("sh", "-c", "exit 3"))) == Outcome("failed", 3, output=(0, 0))
 
 
 def test_death_by_signal_is_a_failure_with_the_signal(tmp_path: Path) -> None:
     outcome = run_one(attempt(tmp_path, ("sh", "-c", "kill -USR1 $$")))
-    assert outcome == Outcome("failed", None, signal.SIGUSR1)
+    assert outcome == Outcome("failed", None, signal.SIGUSR1, output=(0, 0))
 
 
 def test_environment_is_ours_plus_the_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +89,7 @@ def test_the_program_is_searched_in_the_jobs_own_path(tmp_path: Path) -> None:
     tool.write_text("#!/bin/sh\necho found $1\n")
     tool.chmod(0o755)
     a = attempt(tmp_path, ("only-in-job-path", "it"), env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
-    assert run_one(a) == Outcome("succeeded", 0)
+    assert run_one(a) == Outcome("succeeded", 0, output=(9, 0))
     assert a.stdout.read_text() == "found it\n"
     missing = attempt(tmp_path, ("only-in-job-path",))  # not on our own PATH
     assert run_one(missing).exit_code == 127
@@ -98,7 +98,7 @@ def test_the_program_is_searched_in_the_jobs_own_path(tmp_path: Path) -> None:
 def test_jobs_get_sigpipe_back_and_stdin_from_dev_null(tmp_path: Path) -> None:
     """Python ignores SIGPIPE; a job must not inherit that (``yes | head`` must end)."""
     a = attempt(tmp_path, ("sh", "-c", "grep SigIgn /proc/self/status; cat; yes | head -n 1"))
-    assert run_one(a) == Outcome("succeeded", 0)
+    assert run_one(a).status == "succeeded"
     ignored_line, rest = a.stdout.read_text().split("\n", 1)
     ignored = int(ignored_line.split()[1], 16)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
@@ -113,7 +113,7 @@ def test_abort_during_a_timeout_reports_killed(tmp_path: Path) -> None:
             nursery.start_soon(lambda: _set_later(abort, 0.2))
             return await backend.run(attempt(tmp_path, ("sleep", "30"), timeout=20, abort=abort))
 
-    assert trio.run(main) == Outcome("killed", None, signal.SIGTERM)
+    assert trio.run(main) == Outcome("killed", None, signal.SIGTERM, output=(0, 0))
 
 
 async def _set_later(event: trio.Event, seconds: float) -> None:
@@ -123,7 +123,7 @@ async def _set_later(event: trio.Event, seconds: float) -> None:
 
 def test_timeout_terminates_then_reports_timed_out(tmp_path: Path) -> None:
     outcome = run_one(attempt(tmp_path, ("sleep", "30"), timeout=0.2))
-    assert outcome == Outcome("timed_out", None, signal.SIGTERM)
+    assert outcome == Outcome("timed_out", None, signal.SIGTERM, output=(0, 0))
 
 
 def test_timeout_kills_a_job_that_ignores_sigterm(tmp_path: Path) -> None:
@@ -216,4 +216,4 @@ def test_kill_ends_a_job_that_ignores_sigterm_without_the_grace(tmp_path: Path) 
             backend.kill()
         return result[0]
 
-    assert trio.run(main) == Outcome("killed", None, signal.SIGKILL)
+    assert trio.run(main) == Outcome("killed", None, signal.SIGKILL, output=(0, 0))
