@@ -2,10 +2,21 @@
 
 The runner owns scheduling (capacity, retries, halting, the job log); a backend only runs
 one attempt of one job and reports how it ended. Backends never raise for a job that
-failed: they return an Outcome. Two errors are theirs to raise, and nothing else: a
+failed: they return an Outcome. Three exceptions are theirs to raise, and nothing else: a
 BackendError when the backend itself is unusable (from ``__aenter__``, nothing submitted,
-or from ``run`` when it breaks mid-run), and a StorageError when one of the runner's own
-files cannot be written.
+or from ``run`` when it breaks mid-run), a StorageError when one of the runner's own
+files cannot be written, and NotStarted for an attempt given up before its job started.
+
+Starting: a backend that makes attempts wait before their jobs run (a pool of local
+resources, a cluster's queue) says so with ``attempt.queued()`` and, once the job really
+runs, ``attempt.started()``; the runner shows such attempts as waiting, not running. A
+backend that never calls them is shown as today: an attempt runs from the moment it is
+handed over. When the run stops, ``attempt.give_up`` is set (with ``abort``, or alone for
+a stop "soon"): a job not started by then never starts; ``run`` raises NotStarted, and the
+attempt has no outcome and no record (a resume runs it). A failure may stop the run
+(``--halt``), and the runner judges it only once ``run`` has returned: a backend that
+hands a failed job's resources to a waiting one calls ``attempt.ending()`` before, and the
+waiting one ``await attempt.settled()`` before it starts, so that it sees that stop.
 
 ``Batching`` is the other half of a remote backend that runs several points in one remote
 job: which points go together, the /bin/sh command that runs them there, and how its
@@ -30,6 +41,14 @@ _NOTHING = Request()  # what a job asks for by default
 
 class BackendError(Exception):
     """The backend cannot run jobs at all (unreachable, misconfigured)."""
+
+
+class NotStarted(Exception):
+    """Raised by ``Backend.run`` for an attempt given up before its job started.
+
+    The job never ran: the attempt has no outcome, the runner writes no record for it and
+    counts the job as never started.
+    """
 
 
 class StorageError(OSError):
@@ -73,6 +92,65 @@ class Attempt:
     stdout: Path  # the backend writes the job's stdout here, streamed, never held whole
     stderr: Path
     abort: trio.Event  # set when the run is stopping: terminate the job, return "killed"
+    # What the run and the backend tell each other beside ``abort`` (made by the runner;
+    # None for an attempt of no Runner): backends only call the methods below.
+    signals: RunSignals | None = None
+
+    @property
+    def give_up(self) -> trio.Event:
+        """Set when the run stops, soon or now: a job not started by then must not start
+        (``run`` raises NotStarted). ``abort`` itself for an attempt of no Runner."""
+        run = self.signals
+        return self.abort if run is None else run.give_up
+
+    def queued(self) -> None:
+        """The job waits before it runs (for resources, in a queue): shown as waiting."""
+        run = self.signals
+        if run is not None:
+            run.waiting.add(self.job.index)
+
+    def started(self) -> None:
+        """The job runs now (after ``queued()``): shown as running."""
+        run = self.signals
+        if run is not None:
+            run.waiting.discard(self.job.index)
+
+    def ending(self) -> None:
+        """The job ended, not successfully, and its resources are about to go to a waiting
+        job: that one waits (``settled``) until the runner has judged this outcome."""
+        run = self.signals
+        if run is not None:
+            run.judging.add(self.job.index)
+
+    async def settled(self) -> None:
+        """Return once the runner has judged every ``ending()`` attempt of the run, so a
+        stop they caused has set ``give_up``; at once when there are none."""
+        run = self.signals
+        while run is not None and run.judging:
+            await run.judged.wait()
+
+
+class RunSignals:
+    """What one run and its backend tell each other beside ``abort``: the event that gives
+    up jobs not started; the indices of the jobs waiting to start (from ``queued()`` until
+    ``started()`` or the job's end) and of those whose failure the runner has yet to judge
+    (from ``ending()`` until ``judge()``). One per run, made by the runner."""
+
+    __slots__ = ("give_up", "judged", "judging", "waiting")
+
+    def __init__(self) -> None:
+        self.give_up = trio.Event()
+        self.waiting: set[int] = set()
+        self.judging: set[int] = set()
+        self.judged = trio.Event()  # set, and replaced, each time judging empties
+
+    def judge(self, index: int) -> None:
+        """The runner has judged job ``index``'s outcome (and stopped the run if it must)."""
+        judging = self.judging
+        judging.discard(index)
+        if not judging:
+            self.judged.set()
+            self.judged = trio.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +182,9 @@ class Backend(Protocol):
     ``jobs_per_slot``: how many of the runner's jobs one slot of its limit admits, so a
     limit of N runs N remote jobs when each packs K points (1 for a backend running one
     job per attempt). ``kill()`` is the immediate stop: grace periods skipped, every
-    running attempt still returns, as "killed", as soon as the backend can make it so.
-    The graceful stop is the attempts' shared ``abort`` event.
+    running attempt still returns, as "killed", as soon as the backend can make it so,
+    and one not started raises NotStarted. The graceful stop is the attempts' shared
+    ``abort`` event; ``give_up`` (see the module) keeps jobs not started from starting.
     """
 
     name: str

@@ -2,9 +2,11 @@
 
 The runner still runs one attempt per job, concurrently; the jobs of one group meet here.
 The first of a group to arrive runs the group's remote job (through the backend's ``run``)
-and the others wait for it; then each takes its own result. A group is forgotten once
-every job has taken its result (jobs a resume skips never do: those few groups stay until
-the backend closes). Only first attempts are batched: a retry runs alone, as one job.
+and the others wait for it; then each takes its own result. The jobs show as waiting
+(``Attempt.queued``) until the remote job starts, and if it never does (the run gave it
+up), each of them raises NotStarted. A group is forgotten once every job has taken its
+result (jobs a resume skips never do: those few groups stay until the backend closes).
+Only first attempts are batched: a retry runs alone, as one job.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ._backend import Attempt, Batching, Outcome
+from ._backend import Attempt, Batching, NotStarted, Outcome
 
 __all__ = ["Batches", "RunBatch", "settle"]
 
 Result = tuple[Outcome, bytes, bytes]  # outcome, stdout, stderr
-# Run the remote job of [first, stop) to its end; its tag, outcome, output and a note for
-# stderr (e.g. why its output could not be fetched).
-RunBatch = Callable[[int, int, trio.Event], Awaitable[tuple[str, Outcome, bytes, bytes]]]
+# Run the remote job of [first, stop) to its end, for the group's first attempt (its abort
+# and give_up), calling the callback once the remote job starts; its tag, outcome, output
+# and a note for stderr (e.g. why its output could not be fetched). NotStarted if the run
+# gave it up before it started.
+RunBatch = Callable[
+    [int, int, Attempt, Callable[[], None]], Awaitable[tuple[str, Outcome, bytes, bytes]]
+]
 
 
 class _Group:
@@ -28,10 +34,20 @@ class _Group:
 
     def __init__(self, first: int, stop: int):
         self.first, self.stop = first, stop
-        self.started = False
+        self.started = False  # its remote job is on its way (run by the first to arrive)
+        self.running = False  # its remote job has started
+        self.given_up = False  # ... or never will: every job of it raises NotStarted
+        self.waiting: list[Attempt] = []  # the jobs shown as waiting until it starts
         self.done = trio.Event()
         self.results: dict[int, Result] = {}
         self.unclaimed = stop - first
+
+    def begin(self) -> None:
+        """The remote job runs: so do the jobs waiting for it."""
+        self.running = True
+        for attempt in self.waiting:
+            attempt.started()
+        self.waiting.clear()
 
 
 class Batches:
@@ -53,10 +69,15 @@ class Batches:
         group = self._groups.get(first)
         if group is None:
             group = self._groups[first] = _Group(first, stop)
+        if not group.running:
+            attempt.queued()
+            group.waiting.append(attempt)
         if not group.started:
             group.started = True
             try:
-                await self._run_group(group, attempt.abort)
+                await self._run_group(group, attempt)
+            except NotStarted:
+                group.given_up = True
             finally:
                 group.done.set()
         else:
@@ -64,11 +85,13 @@ class Batches:
         group.unclaimed -= 1
         if group.unclaimed <= 0:
             self._groups.pop(first, None)
+        if group.given_up:
+            raise NotStarted
         cancelled = Outcome("killed", None, message="cancelled"), b"", b""
         return group.results.pop(index, cancelled)
 
-    async def _run_group(self, group: _Group, abort: trio.Event) -> None:
-        tag, outcome, output, note = await self._run(group.first, group.stop, abort)
+    async def _run_group(self, group: _Group, attempt: Attempt) -> None:
+        tag, outcome, output, note = await self._run(group.first, group.stop, attempt, group.begin)
         split = self.batching.split(output, group.first, group.stop, tag)
         for index in range(group.first, group.stop):
             point, out, err = split.get(index, (Outcome("lost", None), b"", b""))

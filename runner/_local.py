@@ -40,7 +40,7 @@ from pathlib import Path
 
 import trio
 
-from ._backend import Attempt, Job, Outcome, Status, StorageError
+from ._backend import Attempt, Job, NotStarted, Outcome, Status, StorageError
 from ._resources import (
     Grant,
     MemoryLimit,
@@ -85,10 +85,11 @@ class LocalBackend:
     ``RANGEEXPR_NO_SCHED_HINT=1`` turns it off).
 
     With a ``pool`` (``_resources.Pool``) each attempt first waits until its job's
-    ``request`` fits, then runs with what it was given: its slot and GPUs in the
-    environment (``RANGEEXPR_SLOT``, ``RANGEEXPR_GPUS``, ``CUDA_VISIBLE_DEVICES``, thread
-    counts), pinned to its cores, and with ``memory`` (a cgroup limiter, where one could be
-    made) held to its memory. The job log records the request and the grant, and for a
+    ``request`` fits (shown as waiting: ``Attempt.queued``; a stop, soon or now, ends the
+    wait and the job never starts), then runs with what it was given: its slot and GPUs in
+    the environment (``RANGEEXPR_SLOT``, ``RANGEEXPR_GPUS``, ``CUDA_VISIBLE_DEVICES``,
+    thread counts), pinned to its cores, and with ``memory`` (a cgroup limiter, where one
+    could be made) held to its memory. The job log records the request and the grant, and for a
     limited job its ``memory`` limit and peak, and why it failed if it went over. A request
     the pool can never grant fails the attempt with the reason; callers check requests
     before running (``Pool.check``).
@@ -112,7 +113,7 @@ class LocalBackend:
         self._base_env: dict[str, str] = {}
         # The running children, by the abort event of their attempts (one per run).
         self._running: dict[trio.Event, set[_Child]] = {}
-        # The attempts waiting for their resources, by abort event: cancelled on abort.
+        # The attempts waiting for their resources, by abort event: cancelled on giving up.
         self._waiting: dict[trio.Event, set[trio.CancelScope]] = {}
 
     async def __aenter__(self) -> LocalBackend:
@@ -124,23 +125,29 @@ class LocalBackend:
         return None
 
     async def run(self, attempt: Attempt) -> Outcome:
-        """Run one attempt; StorageError if its output files cannot be opened."""
-        if attempt.abort.is_set():
-            return Outcome("killed", None)
+        """Run one attempt; StorageError if its output files cannot be opened, NotStarted
+        if the run stopped before it started."""
+        if attempt.give_up.is_set():
+            raise NotStarted
         if self.pool is None:
             return await self._run(attempt, attempt.job, None)
         return await self._run_in_pool(attempt, self.pool)
 
     async def _run_in_pool(self, attempt: Attempt, pool: Pool) -> Outcome:
-        """Wait for the job's resources (abort ends the wait), then run it with them."""
+        """Wait for the job's resources, then run it with them. Giving up (a stop, soon or
+        now, or ``kill()``) ends the wait: the job never starts (NotStarted)."""
         job = attempt.job
         try:
             pool.check(job.request)
         except ResourceError as exc:
             _write_note(attempt.stderr, f"rangeexpr: {exc}\n")
             return Outcome("failed", None, message=str(exc))
-        self._running_of(attempt.abort)  # starts the run's watcher, which ends waits on abort
-        waiting = self._waiting.setdefault(attempt.abort, set())
+        give_up = attempt.give_up
+        waiting = self._waiting.get(attempt.abort)
+        if waiting is None:  # the run's first wait: its watcher ends the waits on giving up
+            waiting = self._waiting[attempt.abort] = set()
+            trio.lowlevel.spawn_system_task(self._give_up_waits, give_up, attempt.abort)
+        attempt.queued()
         began = trio.current_time()
         scope = trio.CancelScope()
         waiting.add(scope)
@@ -148,8 +155,10 @@ class LocalBackend:
             with scope:
                 async with pool.allocate(job.request) as grant:
                     waiting.discard(scope)
-                    if attempt.abort.is_set():
-                        return Outcome("killed", None)
+                    await attempt.settled()  # a failure that freed this may stop the run
+                    if give_up.is_set():
+                        raise NotStarted
+                    attempt.started()
                     queued = trio.current_time() - began
                     finished = None
                     if job.finish is not None:
@@ -160,6 +169,8 @@ class LocalBackend:
                             }
                         )
                     outcome = await self._run(attempt, job, grant)
+                    if outcome.status != "succeeded":  # before its grant goes to another
+                        attempt.ending()
                     record = {"request": job.request.as_dict(), **grant.as_dict()}
                     return dataclasses.replace(
                         outcome,
@@ -169,7 +180,17 @@ class LocalBackend:
                     )
         finally:
             waiting.discard(scope)
-        return Outcome("killed", None)  # the wait was cancelled by an abort or kill()
+        raise NotStarted  # the wait was cancelled: the run gave it up, or kill()
+
+    async def _give_up_waits(self, give_up: trio.Event, abort: trio.Event) -> None:
+        """When ``abort``'s run gives up the jobs not started, end their waits.
+
+        A run that never does keeps its watcher until trio cancels system tasks at the end
+        of ``trio.run``, as ``_stop_on_abort``.
+        """
+        await give_up.wait()
+        for scope in self._waiting.pop(abort, ()):
+            scope.cancel()
 
     async def _run(self, attempt: Attempt, job: Job, grant: Grant | None) -> Outcome:
         """Spawn ``job`` (on ``grant``'s cores, with its environment) and wait for it."""
@@ -249,7 +270,8 @@ class LocalBackend:
     def kill(self) -> None:
         """SIGKILL every running job's group at once, skipping the grace (a second Ctrl-C).
 
-        The attempts still end normally, as "killed", so the runner writes their records.
+        The attempts still end normally, as "killed", so the runner writes their records;
+        those still waiting for their resources never start (NotStarted).
         """
         for running in self._running.values():
             for child in running:
@@ -305,8 +327,6 @@ class LocalBackend:
         """
         try:
             await abort.wait()
-            for scope in self._waiting.pop(abort, ()):
-                scope.cancel()
             for child in running:
                 child.aborted = True
                 child.signal(signal.SIGTERM)

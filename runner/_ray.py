@@ -23,6 +23,15 @@ Abort (Ctrl-C, ``--halt now``), a timeout, or cancellation stop the Ray job with
 ``POST /api/jobs/{id}/stop`` and wait for Ray to carry it out; ``kill()`` sends the stop
 and returns "killed" at once, without waiting.
 
+Starting: a job counts as waiting (``Attempt.queued``) until a poll sees it leave
+PENDING (Ray waits there for the entrypoint's resources). When the run gives up the jobs
+not started (``Attempt.give_up``: a stop, soon or now), a job still PENDING is stopped
+the same way and, once Ray reports it STOPPED with no exit code of its entrypoint, the
+attempt raises NotStarted (no record); one already running is left to finish on a stop
+soon. A job that starts between the last poll and the stop is stopped while running and
+recorded "killed". After ``kill()`` a job never seen running is given up likewise, and
+nothing more is submitted.
+
 With a ``Batching`` (``--per-job K``), K consecutive jobs run as one Ray job whose
 entrypoint is the batching's command (``_batches.py``); ``jobs_per_slot`` is then K.
 """
@@ -34,13 +43,13 @@ import contextlib
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import httpx
 import trio
 
-from ._backend import Attempt, BackendError, Batching, Outcome, StorageError
+from ._backend import Attempt, BackendError, Batching, NotStarted, Outcome, StorageError
 from ._batches import Batches
 from ._ray_api import JobExists, JobInfo, JobNotFound, RayApiError, RayJobsClient, dumps_metadata
 from ._resources import Request
@@ -48,7 +57,7 @@ from ._resources import Request
 __all__ = ["RayBackend", "strip_ray_lines"]
 
 T = TypeVar("T")
-Stopping = Literal["abort", "timeout"] | None
+Stopping = Literal["abort", "timeout", "give_up"] | None
 
 # Ray 2.60's own first log line: "2026-11-21 03:07:03,418\tINFO job_manager.py:581 -- ..."
 _RUNTIME_ENV_LINE = re.compile(
@@ -68,6 +77,8 @@ class _Spec:
     timeout: float | None
     abort: trio.Event
     request: Request  # what Ray reserves for the job's entrypoint
+    give_up: trio.Event  # set: if the job is still PENDING, stop it and raise NotStarted
+    on_start: Callable[[], None] = field(compare=False)  # once a poll sees it running
 
 
 class _Lost(Exception):
@@ -211,7 +222,10 @@ class RayBackend:
                 attempt.timeout,
                 attempt.abort,
                 _merged(job.request, self.request),
+                attempt.give_up,
+                attempt.started,
             )
+            attempt.queued()
             outcome, logs, note = await self._ray_job(spec)
         try:
             await trio.Path(attempt.stdout).write_bytes(logs)
@@ -224,21 +238,24 @@ class RayBackend:
     def kill(self) -> None:
         """Stop every Ray job of ours now: each is sent a stop and returns "killed" at once.
 
-        Ray is not waited on to carry the stops out; later attempts are not submitted.
+        Ray is not waited on to carry the stops out; a job never seen running, and every
+        later attempt, is not started (NotStarted).
         """
         self._killed = True
         for scope in self._running:
             scope.cancel()
 
     async def _run_batch(
-        self, first: int, stop: int, abort: trio.Event
+        self, first: int, stop: int, attempt: Attempt, started: Callable[[], None]
     ) -> tuple[str, Outcome, bytes, bytes]:
         """The one Ray job of points ``[first, stop)`` (for ``Batches``), run to its end."""
         assert self.batching is not None
         sid = self.submission_id(first, 1, stop)
         metadata = self._metadata(first, 1, f'{{"slice":"{first}:{stop}"}}')
         command = self.batching.command(first, stop, sid)
-        spec = _Spec(sid, command, {}, metadata, None, abort, self.request)
+        spec = _Spec(
+            sid, command, {}, metadata, None, attempt.abort, self.request, attempt.give_up, started
+        )
         outcome, logs, note = await self._ray_job(spec)
         return sid, outcome, logs, note
 
@@ -253,17 +270,14 @@ class RayBackend:
     async def _ray_job(self, spec: _Spec) -> tuple[Outcome, bytes, bytes]:
         """Run one Ray job to its end: the outcome, its log, and a note for stderr."""
         sid = spec.sid
-        if spec.abort.is_set() or self._killed:
-            return (
-                Outcome("killed", None, backend_id=sid, message="not submitted: stopping"),
-                b"",
-                b"",
-            )
+        if spec.give_up.is_set() or self._killed:
+            raise NotStarted
+        started = [False]  # whether a poll saw the job leave PENDING
         with trio.CancelScope() as killing:  # kill() cancels it
             self._running.add(killing)
             try:
                 await self._submit_or_follow(spec)
-                info, stopping = await self._wait(spec)
+                info, stopping = await self._wait(spec, started)
             except _Lost as lost:
                 return Outcome("lost", None, backend_id=sid, message=str(lost)), b"", b""
             except RayApiError as exc:  # a 4xx: Ray refuses this job; others may still run
@@ -278,8 +292,15 @@ class RayBackend:
             finally:
                 self._running.discard(killing)
         if killing.cancelled_caught:
+            if not started[0]:  # deleted once stopped, so a resume submits it afresh
+                self._deletions.append((trio.current_time() + self.delete_delay, sid))
+                raise NotStarted
             why = "killed: Ray was told to stop the job, and not waited for"
             return Outcome("killed", None, None, sid, why), b"", b""
+        if stopping in ("abort", "give_up") and _never_ran(info, started[0]):
+            self._deletions.append((trio.current_time() + self.delete_delay, sid))
+            await self._delete_due()
+            raise NotStarted
         outcome = _outcome(info, stopping, sid)
         logs, note = await self._collect(spec)
         self._deletions.append((trio.current_time() + self.delete_delay, sid))
@@ -338,9 +359,10 @@ class RayBackend:
             entrypoint_resources=request.custom,
         )
 
-    async def _wait(self, spec: _Spec) -> tuple[JobInfo, Stopping]:
-        """Poll the job until it is terminal, stopping it on abort or timeout."""
-        sid, abort = spec.sid, spec.abort
+    async def _wait(self, spec: _Spec, started: list[bool]) -> tuple[JobInfo, Stopping]:
+        """Poll the job until it is terminal, stopping it on abort or timeout, or on
+        giving up while it is PENDING; ``started[0]`` once a poll sees it leave PENDING."""
+        sid, abort, give_up = spec.sid, spec.abort, spec.give_up
         now = trio.current_time()
         deadline = now + spec.timeout if spec.timeout is not None else math.inf
         stopping: Stopping = None
@@ -355,17 +377,24 @@ class RayBackend:
                 ) from None
             if info.terminal:
                 return info, stopping
+            if not started[0] and info.status != "PENDING":
+                started[0] = True
+                spec.on_start()
             now = trio.current_time()
-            if stopping is None and (abort.is_set() or now >= deadline):
-                stopping = "abort" if abort.is_set() else "timeout"
-                await self._retrying(lambda: self.api.stop(sid), "stopping the job")
-                stop_began, delay = now, self.poll_initial
+            if stopping is None:
+                if abort.is_set() or now >= deadline:
+                    stopping = "abort" if abort.is_set() else "timeout"
+                elif give_up.is_set() and not started[0]:
+                    stopping = "give_up"
+                if stopping is not None:
+                    await self._retrying(lambda: self.api.stop(sid), "stopping the job")
+                    stop_began, delay = now, self.poll_initial
             elif now - stop_began > self.stop_wait:
                 raise _Lost(f"Ray did not stop job {sid} within {self.stop_wait:g}s")
             wake = now + delay if stopping else min(now + delay, deadline)
             with trio.move_on_at(wake):
-                if stopping is None:
-                    await abort.wait()
+                if stopping is None:  # a job not started also gives up on a stop "soon"
+                    await (abort if started[0] else give_up).wait()
                 else:
                     await trio.sleep_forever()
             delay = min(delay * 1.5, self.poll_max)
@@ -422,6 +451,12 @@ def _merged(asked: Request, default: Request) -> Request:
     )
 
 
+def _never_ran(info: JobInfo, seen_running: bool) -> bool:
+    """Whether a job we stopped was stopped before its entrypoint ran: STOPPED, never seen
+    running, and no exit code of the entrypoint (Ray has one once it ran)."""
+    return not seen_running and info.status == "STOPPED" and info.exit_code is None
+
+
 def _outcome(info: JobInfo, stopping: Stopping, sid: str) -> Outcome:
     """Map Ray's terminal status (and why we stopped it, if we did) to an Outcome."""
     code, signal = info.exit_code, None
@@ -431,7 +466,7 @@ def _outcome(info: JobInfo, stopping: Stopping, sid: str) -> Outcome:
         return Outcome("succeeded", 0 if code is None else code, None, sid)
     if stopping == "timeout":
         return Outcome("timed_out", None, signal, sid)
-    if stopping == "abort":
+    if stopping in ("abort", "give_up"):  # give_up: it started before the stop reached it
         return Outcome("killed", None, signal, sid)
     if info.status == "STOPPED":
         return Outcome("killed", None, None, sid, "stopped outside rangeexpr (ray job stop?)")

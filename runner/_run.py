@@ -9,7 +9,10 @@ anywhere (a broken backend, a bug) cancels the run and propagates, never lost.
 Stopping comes in two strengths, as GNU Parallel's ``--halt``: *soon* stops launching and
 lets running jobs finish; *now* also sets the attempts' shared ``abort`` event, on which
 backends terminate their jobs and report them "killed", so they still get their record.
-``kill()`` is *now* without the backend's grace periods (``Backend.kill``).
+Either way the jobs handed to the backend that have not started (waiting for resources, in
+a cluster's queue) are given up (``Attempt.give_up``): they never run, get no record, and
+count as never started. ``kill()`` is *now* without the backend's grace periods
+(``Backend.kill``).
 
 The limit counts slots: a plain limit N admits ``N * backend.jobs_per_slot`` jobs at once
 (a backend packing K jobs into one remote job runs N remote jobs).
@@ -42,7 +45,17 @@ from typing import Any, Literal
 
 import trio
 
-from ._backend import Attempt, Backend, BackendError, Job, Outcome, Status, StorageError
+from ._backend import (
+    Attempt,
+    Backend,
+    BackendError,
+    Job,
+    NotStarted,
+    Outcome,
+    RunSignals,
+    Status,
+    StorageError,
+)
 from ._joblog import JobLog
 from ._metrics import Metrics
 from ._output import ByName, InOrder, OutputCopier, Scratch, last_line
@@ -56,7 +69,13 @@ _RETRYABLE = frozenset({"failed", "timed_out"})
 
 @dataclass(frozen=True, slots=True)
 class RunStatistics:
-    """A snapshot of a run in progress (what a progress display shows)."""
+    """A snapshot of a run in progress (what a progress display shows).
+
+    ``started``: the jobs handed to the backend, less those it gave up before they started
+    (``NotStarted``): finished, running or waiting. ``waiting``: handed over, not started
+    yet, as the backend reports it (``Attempt.queued``/``started``); a backend that does
+    not report it has none, its jobs count as running from the moment they are handed over.
+    """
 
     started: int
     running: int
@@ -64,6 +83,7 @@ class RunStatistics:
     failed: int  # failed or timed out, after all retries
     killed: int
     lost: int
+    waiting: int = 0
 
     @property
     def finished(self) -> int:
@@ -171,7 +191,8 @@ class Runner:
         self._slowest: list[tuple[float, int, str]] = []  # a min-heap of the slowest
         self._stopped: StopReason | None = None
         self._message: str | None = None
-        self._started = self._running = 0
+        self._started = self._running = 0  # _running: in flight, waiting ones included
+        self._signals = RunSignals()  # jobs waiting to start, giving up
         self._succeeded = self._failed = self._killed = self._lost = 0
         self._ran = False
         self._begin = 0.0
@@ -195,15 +216,24 @@ class Runner:
         )
 
     def statistics(self) -> RunStatistics:
+        waiting = min(len(self._signals.waiting), self._running)
         return RunStatistics(
-            self._started, self._running, self._succeeded, self._failed, self._killed, self._lost
+            self._started,
+            self._running - waiting,
+            self._succeeded,
+            self._failed,
+            self._killed,
+            self._lost,
+            waiting,
         )
 
     def stop(self, reason: StopReason = "interrupted", *, now: bool = True) -> None:
-        """Stop launching jobs; with ``now`` also terminate the running ones."""
+        """Stop launching jobs and give up those not started; with ``now`` also terminate
+        the running ones."""
         if self._stopped is None or reason == "interrupted":
             self._stopped = reason
         self._launch.cancel()
+        self._signals.give_up.set()
         if now:
             self._abort.set()
 
@@ -314,7 +344,14 @@ class Runner:
         try:
             number = 1
             while True:
-                outcome = await self._attempt(job, number, paths)
+                try:
+                    outcome = await self._attempt(job, number, paths)
+                except NotStarted:  # stopping: it never ran, no record, a resume runs it
+                    if number == 1:
+                        self._started -= 1
+                        return
+                    assert outcome is not None  # a retry: the job ends as its last try did
+                    break
                 if outcome is None:
                     return  # our files or the backend failed: stopping, the job runs on resume
                 if (
@@ -323,10 +360,17 @@ class Runner:
                     or self._stopped is not None
                 ):
                     break
+                if self._signals.judging:  # judged: retried (its retry may wait on it)
+                    self._signals.judge(job.index)
                 number += 1
             self._finish(job, outcome)
         finally:
             self._running -= 1
+            signals = self._signals
+            if signals.waiting:  # it may end while waiting (given up, our files failed)
+                signals.waiting.discard(job.index)
+            if signals.judging:  # finished: jobs waiting on its judgement may go on
+                signals.judge(job.index)
             self._limiter.release_on_behalf_of(borrower)
             if self._in_order is None:
                 files.give_back(paths)
@@ -340,7 +384,7 @@ class Runner:
         if self._metrics is not None and self._metrics.file_variable is not None:
             metrics_file = stdout.with_name(f"{stdout.stem}.{number}.metrics.json")
             job = _with_env(job, self._metrics.file_variable, str(metrics_file))
-        attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort)
+        attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort, self._signals)
         start = time.time()
         began = trio.current_time()
         try:

@@ -18,8 +18,7 @@ submitting a new array after each end and waiting for the controller's next sche
 pass. Slurm's ``%N`` holds per array, ``throttle`` for the whole run, so the arrays share
 it: a new array gets what the others leave (tasks that do not fit wait here, unsubmitted),
 and when an array has fewer tasks left than its share, the rest goes to the oldest array
-with tasks waiting for it (``scontrol update ArrayTaskThrottle``). A stop "soon" (``--halt
-soon``) lets the admitted tasks already queued in Slurm run.
+with tasks waiting for it (``scontrol update ArrayTaskThrottle``).
 
 Packed tasks: with a ``Batching`` (``--per-job K``), a first attempt's group of K runs as
 one task whose command is ``batching.command`` (``_batches.py``); its records come back per
@@ -57,6 +56,14 @@ first sees the task running (time in the queue is not the job's) and is enforced
 ``scancel``. Abort (Ctrl-C, ``--halt now``) cancels every unfinished task of the run,
 pending or running, and those attempts end "killed" once Slurm has ended them; ``kill()``
 does it with SIGKILL. Closing the backend cancels whatever of ours is still queued.
+
+Starting: an attempt counts as waiting (``Attempt.queued``) until a poll sees its task
+running. When the run gives up the jobs not started (``Attempt.give_up``: a stop, soon
+or now), those never submitted end at once, and the submitted ones not seen running get
+``scancel --state=PENDING``, which leaves a task that has started alone (a stop soon lets
+it finish). A task that ends CANCELLED or leaves the queue, never seen running and with
+no output file (Slurm makes ``N.out`` when it starts the task on the node), never ran:
+its attempt raises NotStarted (no record), also on abort.
 """
 
 from __future__ import annotations
@@ -76,7 +83,16 @@ from typing import Literal
 
 import trio
 
-from ._backend import Attempt, BackendError, Batching, Job, Outcome, Status, StorageError
+from ._backend import (
+    Attempt,
+    BackendError,
+    Batching,
+    Job,
+    NotStarted,
+    Outcome,
+    Status,
+    StorageError,
+)
 from ._batches import Batches
 
 __all__ = [
@@ -283,6 +299,9 @@ class _Task:
     stop_began: float = math.inf
     cancel_sent: bool = False
     seen_running: bool = False
+    on_start: Callable[[], None] | None = None  # called once a poll sees it running
+    giving_up: bool = False  # cancel it while it is pending (a stop soon)
+    pending_cancel_sent: bool = False
     outcome: Outcome | None = None
     error: BaseException | None = None  # raised by run() instead of returning
 
@@ -528,17 +547,18 @@ class SlurmBackend:
         return outcome
 
     async def _run_batch(
-        self, first: int, stop: int, abort: trio.Event
+        self, first: int, stop: int, attempt: Attempt, started: Callable[[], None]
     ) -> tuple[str, Outcome, bytes, bytes]:
         """The one task running points ``[first, stop)`` (for ``Batches``), to its end: its
-        id ``ARRAY_TASK``, outcome, stdout (the framed results) and stderr."""
+        id ``ARRAY_TASK``, outcome, stdout (the framed results) and stderr. The task's
+        attempt shares ``attempt``'s run; ``started()`` once it runs."""
         assert self.batching is not None and self._dir is not None
         self._batch_files += 1
         token = f"{self._dir.name}.{self._batch_files}"  # frames the output: no white space
         command = self.batching.command(first, stop, token)
         job = Job(first, ("/bin/sh", "-c", command), command, {}, {})
         out, err = (self._dir / f"{token}.{suffix}" for suffix in ("out", "err"))
-        outcome = await self._run_task(Attempt(job, 1, None, out, err, abort))
+        outcome = await self._run_task(Attempt(job, 1, None, out, err, attempt.abort), started)
         try:
             output, note = await trio.to_thread.run_sync(_take, out, err)
         except OSError as exc:
@@ -548,14 +568,21 @@ class SlurmBackend:
         self._batches.batching.tokens[tag] = token
         return tag, outcome, output, note
 
-    async def _run_task(self, attempt: Attempt) -> Outcome:
-        """Run one attempt as one array task."""
+    async def _run_task(
+        self, attempt: Attempt, started: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Run one attempt as one array task, shown as waiting until it runs (``started``
+        instead, if given, is called then); NotStarted if it is given up before."""
         assert self._dir is not None
         self._check_crashed()
-        if attempt.abort.is_set():
-            return Outcome("killed", None, message="not submitted: stopping")
-        self._watch(attempt.abort)
-        task = _Task(attempt)
+        give_up = attempt.give_up
+        if give_up.is_set():
+            raise NotStarted
+        self._watch(attempt.abort, give_up)
+        if started is None:
+            attempt.queued()
+            started = attempt.started
+        task = _Task(attempt, on_start=started)
         self._live.add(task)
         self._waiting.append(task)
         self._arrived.set()
@@ -569,6 +596,8 @@ class SlurmBackend:
             raise
         self._check_crashed()
         if task.error is not None:
+            if isinstance(task.error, NotStarted):
+                await self._release(task.directory)
             raise task.error
         await self._deliver(task)
         assert task.outcome is not None
@@ -579,7 +608,8 @@ class SlurmBackend:
             raise BackendError(f"the Slurm backend failed: {self._crashed!r}") from self._crashed
 
     def kill(self) -> None:
-        """SIGKILL every task of ours at once (a second Ctrl-C); they end as "killed"."""
+        """SIGKILL every task of ours at once (a second Ctrl-C); they end as "killed",
+        those that never ran as NotStarted."""
         self._killing = True
         for task in list(self._live):
             self._stop(task, "abort")
@@ -814,8 +844,13 @@ class SlurmBackend:
                     if row.state in _STARTED and not task.seen_running:
                         task.seen_running = changed = True
                         task.started = now
+                        if task.on_start is not None:
+                            task.on_start()
                     continue
                 changed = True
+                if (task.giving_up or task.stopping == "abort") and _never_ran(task, row):
+                    self._give_up(task)
+                    continue
                 outcome = task_outcome(
                     row.state if row else None,
                     row.exit_raw if row else None,
@@ -850,14 +885,24 @@ class SlurmBackend:
 
     # -- stopping --------------------------------------------------------------------------
 
-    def _watch(self, abort: trio.Event) -> None:
+    def _watch(self, abort: trio.Event, give_up: trio.Event) -> None:
         """Start the watcher of ``abort``'s run, once per run."""
         if abort not in self._watched:
             self._watched.add(abort)
-            trio.lowlevel.spawn_system_task(self._on_abort, abort)
+            trio.lowlevel.spawn_system_task(self._on_stop, abort, give_up)
 
-    async def _on_abort(self, abort: trio.Event) -> None:
+    async def _on_stop(self, abort: trio.Event, give_up: trio.Event) -> None:
+        """Give up the run's tasks not started when it stops; stop the rest on abort."""
         try:
+            await give_up.wait()
+            for task in list(self._live):
+                if task.attempt.abort is abort and not task.seen_running:
+                    if task in self._waiting:  # never submitted: it ends now
+                        self._waiting.remove(task)
+                        self._give_up(task)
+                    else:
+                        task.giving_up = True  # scancel'd while pending, next poll
+            self._kick.set()
             await abort.wait()
             for task in list(self._live):
                 if task.attempt.abort is abort:
@@ -873,17 +918,33 @@ class SlurmBackend:
             task.stop_began = trio.current_time()
         if task in self._waiting:
             self._waiting.remove(task)
-            self._finish(task, Outcome("killed", None, message="not submitted: stopping"))
+            self._give_up(task)
+
+    def _give_up(self, task: _Task) -> None:
+        """End ``task`` as never started: its attempt raises NotStarted."""
+        task.error = NotStarted()
+        self._finish(task, Outcome("killed", None, message="never started"))
 
     async def _send_cancels(self) -> None:
-        """scancel the tasks marked for stopping (with SIGKILL first after ``kill()``)."""
+        """scancel the tasks marked for stopping (with SIGKILL first after ``kill()``), and
+        those given up while pending."""
         force, self._killing = self._killing, False
         stopping = [t for t in self._unfinished() if t.stopping and (force or not t.cancel_sent)]
         if stopping:
             await self._scancel(stopping, force=force)
+        pending = [
+            t
+            for t in self._unfinished()
+            if t.giving_up and not (t.stopping or t.pending_cancel_sent or t.seen_running)
+        ]
+        if pending:
+            await self._scancel(pending, force=False, pending_only=True)
 
-    async def _scancel(self, tasks: Iterable[_Task], *, force: bool) -> None:
-        """Cancel ``tasks`` (whole arrays where every unfinished task of one is asked for)."""
+    async def _scancel(
+        self, tasks: Iterable[_Task], *, force: bool, pending_only: bool = False
+    ) -> None:
+        """Cancel ``tasks`` (whole arrays where every unfinished task of one is asked for);
+        ``pending_only``: those of them still pending (Slurm leaves a started one alone)."""
         tasks = [t for t in tasks if t.array is not None]
         if not tasks:
             return
@@ -903,15 +964,19 @@ class SlurmBackend:
                     chunk = running[start : start + _SCANCEL_CHUNK]
                     await self._slurm("scancel", "--signal=KILL", "--full", *chunk)
         sent = True
+        states = ("--state=PENDING",) if pending_only else ()
         for start in range(0, len(ids), _SCANCEL_CHUNK):
             try:
-                await self._slurm("scancel", *ids[start : start + _SCANCEL_CHUNK])
+                await self._slurm("scancel", *states, *ids[start : start + _SCANCEL_CHUNK])
             except _ClientError as exc:
                 # Already ended or gone is fine; anything else is tried again next poll.
                 if not re.search(r"already completing|completed|Invalid job id", str(exc)):
                     sent = False
         for task in tasks:
-            task.cancel_sent = sent
+            if pending_only:
+                task.pending_cancel_sent = sent
+            else:
+                task.cancel_sent = sent
 
     # -- results ---------------------------------------------------------------------------
 
@@ -938,13 +1003,17 @@ class SlurmBackend:
         return Outcome("lost", None, None, task.backend_id, message)
 
     async def _deliver(self, task: _Task) -> None:
-        """Move the task's output files to the attempt's paths (empty if it never ran);
-        an array's directory goes once every task of it is delivered."""
+        """Move the task's output files to the attempt's paths (empty if it never ran)."""
         attempt = task.attempt
         directory = task.directory
         for suffix, target in (("out", attempt.stdout), ("err", attempt.stderr)):
             source = directory / f"{task.number}.{suffix}" if directory is not None else None
             await trio.to_thread.run_sync(_move, source, target)
+        await self._release(directory)
+
+    async def _release(self, directory: Path | None) -> None:
+        """One task of the array in ``directory`` is done with it (delivered, or never
+        started): the directory goes once every task of it is."""
         if directory is not None:
             left = self._undelivered[directory] = self._undelivered[directory] - 1
             if not left:
@@ -1017,6 +1086,17 @@ def _take(*paths: Path) -> list[bytes]:
             found.append(b"")
         path.unlink(missing_ok=True)
     return found
+
+
+def _never_ran(task: _Task, row: Row | None) -> bool:
+    """Whether a task that ended (``row``, None: gone from the queue) never started: never
+    seen running, cancelled or gone, with no exit status and no output file (Slurm makes
+    ``N.out`` on the node as it starts the task)."""
+    if task.seen_running or (row is not None and row.state != "CANCELLED"):
+        return False
+    if task.directory is None:
+        return True
+    return _read_status(task) is None and not (task.directory / f"{task.number}.out").exists()
 
 
 def _read_status(task: _Task) -> int | None:

@@ -65,7 +65,8 @@ def test_leftovers_end_with_the_job_and_zombies_are_not_waited_for(tmp_path: Pat
     pids = tmp_path / "pids"
     script = f"sleep 30 & echo $! > {pids}; sleep 30 & echo $! >> {pids}; exit 3"
     outcome = run_script(tmp_path, script, LocalBackend(grace=60))
-    assert outcome == Outcome("failed", 3, output=(0, 0))  # the main process's exit, not the leftovers'
+    # the main process's exit, not the leftovers'
+    assert outcome == Outcome("failed", 3, output=(0, 0))
     leftovers = [int(pid) for pid in pids.read_text().split()]
     assert len(leftovers) == 2
     assert not any(alive(pid) for pid in leftovers)

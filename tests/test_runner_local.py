@@ -13,7 +13,7 @@ import psutil
 import pytest
 import trio
 
-from runner import Attempt, Job, LocalBackend, Outcome
+from runner import Attempt, Job, LocalBackend, NotStarted, Outcome
 
 
 def attempt(
@@ -191,7 +191,8 @@ def test_an_abort_before_start_runs_nothing(tmp_path: Path) -> None:
     abort = trio.Event()
     abort.set()
     a = attempt(tmp_path, (sys.executable, "-c", "open('x', 'w')"), abort=abort)
-    assert run_one(a).status == "killed"
+    with pytest.raises(NotStarted):
+        run_one(a)
     assert not a.stdout.exists()
 
 

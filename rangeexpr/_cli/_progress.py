@@ -58,15 +58,17 @@ def _transient(
 async def show_run(runner: Runner, total: int, skipped: Callable[[], int]) -> None:
     """A live bar for ``run``: done/failed/running, rate and ETA, until cancelled.
 
-    ``skipped()``: the points passed over so far because the job log says they succeeded
-    (they count as done).
+    Jobs handed to the backend that wait there to start (for the local pool's resources,
+    in a cluster's queue) show as "N waiting", only while there are any, so "running" is
+    what really runs. ``skipped()``: the points passed over so far because the job log says
+    they succeeded (they count as done).
     """
     import trio
 
     columns = (
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed, {task.fields[running]} running"),
+        TextColumn("{task.fields[state]}"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
@@ -79,19 +81,16 @@ async def show_run(runner: Runner, total: int, skipped: Callable[[], int]) -> No
         redirect_stdout=sys.stdout is not None and sys.stdout.isatty(),
     )
     begin = trio.current_time()
-    task = progress.add_task("run", total=total, failed=0, running=0, rate="")
+    task = progress.add_task("run", total=total, state="0 failed, 0 running", rate="")
 
     def update() -> None:
         stats = runner.statistics()
         elapsed = trio.current_time() - begin
         rate = f"{stats.finished / elapsed:.1f} jobs/s" if elapsed > 0 else ""
-        progress.update(
-            task,
-            completed=stats.finished + skipped(),
-            failed=stats.failed + stats.lost,
-            running=stats.running,
-            rate=rate,
-        )
+        state = f"{stats.failed + stats.lost} failed, {stats.running} running"
+        if stats.waiting:
+            state += f", {stats.waiting} waiting"
+        progress.update(task, completed=stats.finished + skipped(), state=state, rate=rate)
         progress.refresh()
 
     with progress:

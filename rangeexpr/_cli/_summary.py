@@ -1,9 +1,11 @@
 """The end-of-run report on stderr: what went wrong first, then the rest.
 
 After the one-line count: the jobs that did not succeed (index, values, how they ended,
-the last line of their stderr), the points ``--halt`` left unstarted, why the run
-stopped, how many jobs reported each metric, and the slowest jobs, only when some
-stand out from the rest (a handful of near-identical jobs say nothing).
+the last line of their stderr), the points ``--halt`` or an interrupt left unstarted
+(never run, also those that were waiting for resources or in a cluster's queue: they have
+no record, and ``--resume`` runs them), why the run stopped, how many jobs reported each
+metric, and the slowest jobs, only when some stand out from the rest (a handful of
+near-identical jobs say nothing).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def print_summary(
     """Write the report; ``halt`` is the ``--halt`` policy, shown when it stopped the run.
 
     ``metrics``: the names asked for (each gets a count, 0 included); ``sweep``,
-    ``started`` and ``resumed`` say how many points a halt left unstarted.
+    ``started`` and ``resumed`` say how many points a halt or an interrupt left unstarted.
     """
     parts = [f"{summary.succeeded} succeeded", f"{summary.failed} failed"]
     if summary.killed:
@@ -53,10 +55,11 @@ def print_summary(
     parts.append(f"{skipped} skipped")
     lines = [f"rangeexpr: {', '.join(parts)} in {summary.elapsed:.2f}s"]
     lines += _failures(summary)
+    unstarted = _unstarted(sweep, started, skipped, resumed)
     if interrupted:
-        lines.append(f"rangeexpr: interrupted by {signal.Signals(interrupted[0]).name}")
+        name = signal.Signals(interrupted[0]).name
+        lines.append(f"rangeexpr: interrupted by {name}{unstarted}")
     elif summary.stopped == "halt":
-        unstarted = _unstarted(sweep, started, skipped, resumed)
         lines.append(f"rangeexpr: stopped early by --halt {halt}{unstarted}")
     if summary.message is not None:  # a lost job, or one of our files that failed
         lines.append(f"rangeexpr: stopped: {summary.message}")
