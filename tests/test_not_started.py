@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+from test_resources_local import job
 
 from rangeexpr._cli._progress import show_run
 from runner import (
@@ -33,10 +34,6 @@ from runner import (
     Runner,
     RunStatistics,
 )
-
-
-def job(index: int, argv: tuple[str, ...], request: Request | None = None) -> Job:
-    return Job(index, argv, " ".join(argv), {}, {"i": index}, request or Request())
 
 
 def records(log: Path) -> list[dict[str, Any]]:
