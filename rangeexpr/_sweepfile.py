@@ -34,17 +34,12 @@ from typing import Any
 from ._errors import RangeExprError
 from ._spec import RunSpec
 
-__all__ = ["is_sweep_file", "spec_from_file"]
+__all__ = ["spec_from_file"]
 
 _ALIASES = {"exec": "command", "ranges": "exprs", "grid": "grids"}
 _AT = re.compile(r"\(at line (\d+), column (\d+)\)$")
 _GRID = re.compile(r"^grid (\d+)\b")
 _FIELD = re.compile(r"^run spec: (?:unknown key '([^']+)'|(\w+) must)")
-
-
-def is_sweep_file(text: str) -> bool:
-    """Whether a command-line argument names a sweep file rather than an expression."""
-    return text.endswith(".toml") and "=" not in text
 
 
 def spec_from_file(path: str, cli: RunSpec, given: Collection[str] = ()) -> RunSpec:

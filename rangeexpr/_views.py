@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 from ._axes import _range_len
 from ._errors import SweepError
-from ._filter import Filter
 from ._layout import INT64_SAFE
 from ._points import BaseSweep, Point, Progress, compose, scan_error, shard_range
 from ._shuffle import Shuffle, normalize_seed
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from ._axes import Axis
+    from ._filter import Filter
 
 __all__ = [
     "FilteredSample",
@@ -356,6 +356,8 @@ class FilteredSweep(_Scanned):
         return {name: column[mask] for name, column in self._base.arrays(start, stop).items()}
 
     def where(self, expr: str | Filter) -> FilteredSweep:
+        from ._filter import Filter
+
         keep = _as_filter(expr, self)
         both = Filter(f"({self._keep.source}) and ({keep.source})", names=self.names)
         return FilteredSweep(self._base, both)
@@ -444,6 +446,8 @@ class FilteredSample(_Scanned):
 
 
 def _as_filter(expr: str | Filter, sweep: BaseSweep) -> Filter:
+    from ._filter import Filter  # here: a run without --where never loads the filter parser
+
     if isinstance(expr, Filter):
         return Filter(expr.source, names=sweep.names)
     if not isinstance(expr, str):

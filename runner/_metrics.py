@@ -105,12 +105,18 @@ class Metrics:
         self.names = tuple(names)
         self.file_variable = file_variable
 
-    async def read(self, stdout: Path, file: Path | None) -> dict[str, Number | None]:
-        """Every metric's value (``None`` if missing), then the file's other keys."""
-        try:
-            size = os.stat(stdout).st_size
-        except OSError:
-            size = 0
+    async def read(
+        self, stdout: Path, file: Path | None, size: int | None = None
+    ) -> dict[str, Number | None]:
+        """Every metric's value (``None`` if missing), then the file's other keys.
+
+        ``size``: stdout's, when the backend said (``Outcome.output``): no lookup then.
+        """
+        if size is None:
+            try:
+                size = os.stat(stdout).st_size
+            except OSError:
+                size = 0
         if size > _THREAD_ABOVE:
             raw = await trio.to_thread.run_sync(scan, stdout, self.metrics)
         elif size:
@@ -192,11 +198,12 @@ def read_file(path: Path) -> dict[str, Number | None]:
     try:
         with path.open("rb") as f:
             text = f.read(_JSON_MAX + 1)
-    except OSError:
+    except FileNotFoundError:  # the job wrote none: most jobs, so no more system calls
         return {}
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    except OSError:
+        text = b""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
     if len(text) > _JSON_MAX:
         return {}
     try:

@@ -382,7 +382,7 @@ class Runner:
         stdout, stderr = paths
         metrics_file = None  # a fresh metrics file for the attempt, if asked for
         if self._metrics is not None and self._metrics.file_variable is not None:
-            metrics_file = stdout.with_name(f"{stdout.stem}.{number}.metrics.json")
+            metrics_file = Path(f"{stdout}.{number}.metrics.json")
             job = _with_env(job, self._metrics.file_variable, str(metrics_file))
         attempt = Attempt(job, number, self._timeout, stdout, stderr, self._abort, self._signals)
         start = time.time()
@@ -404,7 +404,8 @@ class Runner:
             start += outcome.queued
             duration = max(0.0, duration - outcome.queued)
         if self._metrics is not None:
-            values = await self._metrics.read(stdout, metrics_file)
+            size = None if outcome.output is None else outcome.output[0]
+            values = await self._metrics.read(stdout, metrics_file, size)
             outcome = dataclasses.replace(
                 outcome, extra={**(outcome.extra or {}), "metrics": values}
             )

@@ -126,6 +126,23 @@ def test_import_and_check_do_not_load_the_runner(args: list[str]) -> None:
     assert r.stdout.splitlines()[-1] == "[]"
 
 
+def test_a_run_loads_neither_the_filter_parser_nor_the_sweep_file_reader(tmp_path: Path) -> None:
+    """Start-up pays only for what the command line uses: no --where, no sweep file."""
+    code = (
+        "import sys, rangeexpr._cli as c\n"
+        "try:\n"
+        "    c.main(['run', '--no-progress', '-r', 'X=range:1', '--exec', 'true $X'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('rangeexpr._filter',"
+        " 'rangeexpr._sweepfile', 'tomllib'))))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert r.stdout.splitlines()[-1] == "[]"
+
+
 # ---------------------------------------------------------------------------
 # Hostile input (issue 11): huge numbers, non-ASCII digits, -e names, unwritable output
 # ---------------------------------------------------------------------------

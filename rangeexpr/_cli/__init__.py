@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._errors import RangeExprError
-from .._sweepfile import is_sweep_file
-from ._options import join_sort_values, parser
+from ._options import is_sweep_file, join_sort_values, parser
 from ._output import OutputError, quiet_stdout
 
 __all__ = ["main", "parse_args"]

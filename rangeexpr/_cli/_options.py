@@ -21,6 +21,7 @@ __all__ = [
     "EXPAND_FORMATS",
     "REPORT_FORMATS",
     "add_report_arguments",
+    "is_sweep_file",
     "join_sort_values",
     "parser",
     "spec_from_args",
@@ -30,6 +31,12 @@ __all__ = [
 EXPAND_FORMATS = ("jsonl", "csv", "table")
 REPORT_FORMATS = ("table", "csv", "jsonl", "html")
 _SORT_VALUE = re.compile(r"-[A-Za-z_]\w*")
+
+
+def is_sweep_file(text: str) -> bool:
+    """Whether a command-line argument names a sweep file rather than an expression (the
+    file's module, and tomllib, are loaded only when one does)."""
+    return text.endswith(".toml") and "=" not in text
 
 
 def parser() -> argparse.ArgumentParser:
