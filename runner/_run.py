@@ -99,7 +99,7 @@ class SlowJob:
     command: str
 
 
-# issue 14: results
+# results
 @dataclass(frozen=True, slots=True)
 class FailedJob:
     """A job that did not succeed (failed, timed out, killed or lost), for the summary."""
@@ -125,7 +125,7 @@ class Summary:
     slowest: tuple[SlowJob, ...]  # slowest first
     stopped: StopReason | None  # why the run stopped early, None if it ran to the end
     message: str | None = None  # what a "lost" outcome said, or which file failed and why
-    # issue 14: results
+    # results
     failures: tuple[FailedJob, ...] = ()  # the first of the jobs that did not succeed
     median: float | None = None  # the median attempt's duration (within 3%), None if none
     attempts: int = 0  # attempts that ended (their durations make the median)
@@ -163,7 +163,7 @@ class Runner:
         joblog: JobLog | None = None,
         results_dir: Path | None = None,
         slowest: int = 5,
-        # issue 14: results
+        # results
         metrics: Metrics | None = None,
         tag: Callable[[Job], str] | None = None,
         keep_order: bool = False,
@@ -197,7 +197,7 @@ class Runner:
         self._ran = False
         self._begin = 0.0
         self._elapsed: float | None = None  # set when run() ends
-        # issue 14: results
+        # results
         self._metrics = metrics
         self._tag = tag
         self._in_order = InOrder() if keep_order and results_dir is None else None
@@ -374,7 +374,7 @@ class Runner:
             self._limiter.release_on_behalf_of(borrower)
             if self._in_order is None:
                 files.give_back(paths)
-            else:  # issue 14: -k, the files wait for the jobs pulled before this one
+            else:  # -k, the files wait for the jobs pulled before this one
                 await self._in_order.done(place, self._deliver(job, paths, files))
 
     async def _attempt(self, job: Job, number: int, paths: tuple[Path, Path]) -> Outcome | None:
@@ -465,7 +465,7 @@ class Runner:
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         status = outcome.status
-        # issue 14: results
+        # results
         tail = self._tails.pop(job.index, "")
         if status != "succeeded" and len(self._failures) < self._keep_failures:
             self._failures.append(
@@ -497,7 +497,7 @@ class Runner:
                 self.stop("halt", now=self._halt.when == "now")
 
 
-# issue 14: results
+# results
 _BINS = 16  # duration bins per power of 2: the median is known within 2^(1/32) - 1 < 3%
 
 
