@@ -48,7 +48,7 @@ from ._resources import (
     Pool,
     ResourceError,
     format_size,
-    inherit_affinity,
+    pin,
     process_group,
 )
 from ._sched import favour_dispatch
@@ -284,28 +284,28 @@ class LocalBackend:
     def _spawn(self, job: Job, out: int, err: int, grant: Grant | None) -> int:
         """Start the job with stdin from /dev/null and its output on ``out`` and ``err``.
 
-        With a ``grant``: its variables added to the environment, and spawned pinned to
-        its cores (a child inherits the spawning thread's affinity).
+        With a ``grant``: its variables added to the environment, and pinned to its cores
+        as it starts (``pin``).
         """
         if grant is None or self.pool is None:
             env = {**self._base_env, **job.env}
-            cpus: tuple[int, ...] = ()
         else:
             env = {**self._base_env, **job.env, **self.pool.environment(grant, job.env)}
-            cpus = grant.cpus
-        with inherit_affinity(cpus):
-            return os.posix_spawn(
-                _resolve(job.argv[0], env.get("PATH")),
-                job.argv,
-                env,
-                file_actions=(
-                    *_STDIN,
-                    (os.POSIX_SPAWN_DUP2, out, 1),
-                    (os.POSIX_SPAWN_DUP2, err, 2),
-                ),
-                setsid=True,
-                setsigdef=_DEFAULT_SIGNALS,
-            )
+        pid = os.posix_spawn(
+            _resolve(job.argv[0], env.get("PATH")),
+            job.argv,
+            env,
+            file_actions=(
+                *_STDIN,
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, err, 2),
+            ),
+            setsid=True,
+            setsigdef=_DEFAULT_SIGNALS,
+        )
+        if grant is not None:
+            pin(pid, grant.cpus)
+        return pid
 
     def _running_of(self, abort: trio.Event) -> set[_Child]:
         """The running children of ``abort``'s run; the first call starts its watcher.

@@ -30,9 +30,9 @@ from runner._resources import (
     ResourceError,
     _available_memory,
     detect_gpus,
-    inherit_affinity,
     memory_limiter,
     parse_resource,
+    pin,
 )
 
 MiB, GiB = 2**20, 2**30
@@ -529,26 +529,30 @@ def test_detect_gpus_invalid(spec: str, message: str) -> None:
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and two CPUs to pin to one",
 )
-def test_inherit_affinity_pins_the_spawned_job(tmp_path: Path) -> None:
+def test_pin_holds_the_job_and_what_it_starts(tmp_path: Path) -> None:
     before = os.sched_getaffinity(0)
     core = max(before)
     out = tmp_path / "allowed"
-    with inherit_affinity((core,)) as took:
-        pid = os.posix_spawn(
-            "/bin/sh",
-            ["sh", "-c", f"grep Cpus_allowed_list /proc/self/status > {out}"],
-            dict(os.environ),
-        )
-    assert took
-    assert os.sched_getaffinity(0) == before  # our thread is free again
+    # The job waits for its pin (a file), then reads its own mask and its child's.
+    script = (
+        f"while [ ! -e {tmp_path}/go ]; do sleep 0.01; done; "
+        f"grep Cpus_allowed_list /proc/self/status > {out}; "
+        f"sh -c 'grep Cpus_allowed_list /proc/self/status' >> {out}"
+    )
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", script], dict(os.environ))
+    assert pin(pid, (core,))
+    (tmp_path / "go").touch()
+    assert os.sched_getaffinity(0) == before  # ours is untouched
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert out.read_text().split() == ["Cpus_allowed_list:", str(core)]
+    assert out.read_text().split() == ["Cpus_allowed_list:", str(core)] * 2
 
 
-def test_inherit_affinity_nothing_to_pin() -> None:
-    with inherit_affinity(()) as took:
-        assert not took
+def test_pin_nothing_to_pin_or_nobody_to_pin() -> None:
+    assert not pin(os.getpid(), ())
+    pid = os.posix_spawn("/bin/true", ["true"], {})
+    os.waitpid(pid, 0)  # reaped: the pid names nobody now
+    assert not pin(pid, tuple(os.sched_getaffinity(0)))
 
 
 # ---------------------------------------------------------------------------- memory
