@@ -48,8 +48,8 @@ from ._resources import (
     Pool,
     ResourceError,
     format_size,
-    pin,
     process_group,
+    spawn_pinned,
 )
 from ._sched import favour_dispatch
 
@@ -169,8 +169,8 @@ class LocalBackend:
                             }
                         )
                     outcome = await self._run(attempt, job, grant)
-                    if outcome.status != "succeeded":  # before its grant goes to another
-                        attempt.ending()
+                    if outcome.status != "succeeded":  # before its grant goes to another,
+                        attempt.ending()  # if _run did not give it back (it never ran)
                     record = {"request": job.request.as_dict(), **grant.as_dict()}
                     return dataclasses.replace(
                         outcome,
@@ -181,6 +181,22 @@ class LocalBackend:
         finally:
             waiting.discard(scope)
         raise NotStarted  # the wait was cancelled: the run gave it up, or kill()
+
+    @staticmethod
+    async def _hand_on(attempt: Attempt, grant: Grant, pool: Pool, status: Status) -> None:
+        """The job's processes are gone: give its resources back and let the job that gets
+        them start before this one's records are written (a core or GPU idles meanwhile).
+
+        A failure first says so (``ending``), so the next job waits until the runner has
+        judged it. Two checkpoints, shielded (the job's end must be recorded): trio runs
+        the tasks woken together in either order, so after one this task may still run
+        before the one it woke.
+        """
+        if status != "succeeded":
+            attempt.ending()
+        pool.release(grant)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _give_up_waits(self, give_up: trio.Event, abort: trio.Event) -> None:
         """When ``abort``'s run gives up the jobs not started, end their waits.
@@ -220,6 +236,8 @@ class LocalBackend:
                 status, code, sig = await self._wait(child, attempt.timeout)
                 if not (self.keep_leftovers or child.aborted or child.timed_out):
                     await child.end_leftovers(self.grace)
+                if grant is not None and self.pool is not None:
+                    await self._hand_on(attempt, grant, self.pool, status)
                 # What the job left in its files, from the descriptors we still hold: the
                 # runner need not look them up (a path lookup per file, per job).
                 output = os.fstat(out).st_size, os.fstat(err).st_size
@@ -285,27 +303,29 @@ class LocalBackend:
         """Start the job with stdin from /dev/null and its output on ``out`` and ``err``.
 
         With a ``grant``: its variables added to the environment, and pinned to its cores
-        as it starts (``pin``).
+        (``spawn_pinned``).
         """
         if grant is None or self.pool is None:
             env = {**self._base_env, **job.env}
         else:
             env = {**self._base_env, **job.env, **self.pool.environment(grant, job.env)}
-        pid = os.posix_spawn(
-            _resolve(job.argv[0], env.get("PATH")),
-            job.argv,
-            env,
-            file_actions=(
-                *_STDIN,
-                (os.POSIX_SPAWN_DUP2, out, 1),
-                (os.POSIX_SPAWN_DUP2, err, 2),
-            ),
-            setsid=True,
-            setsigdef=_DEFAULT_SIGNALS,
-        )
-        if grant is not None:
-            pin(pid, grant.cpus)
-        return pid
+        program = _resolve(job.argv[0], env.get("PATH"))
+
+        def spawn() -> int:
+            return os.posix_spawn(
+                program,
+                job.argv,
+                env,
+                file_actions=(
+                    *_STDIN,
+                    (os.POSIX_SPAWN_DUP2, out, 1),
+                    (os.POSIX_SPAWN_DUP2, err, 2),
+                ),
+                setsid=True,
+                setsigdef=_DEFAULT_SIGNALS,
+            )
+
+        return spawn_pinned(spawn, () if grant is None else grant.cpus)
 
     def _running_of(self, abort: trio.Event) -> set[_Child]:
         """The running children of ``abort``'s run; the first call starts its watcher.

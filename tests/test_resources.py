@@ -29,10 +29,12 @@ from runner._resources import (
     Request,
     ResourceError,
     _available_memory,
+    _current_cpu,
+    _ranges,
     detect_gpus,
     memory_limiter,
     parse_resource,
-    pin,
+    spawn_pinned,
 )
 
 MiB, GiB = 2**20, 2**30
@@ -397,6 +399,37 @@ def test_statistics_and_release() -> None:
     run_virtual(main)
 
 
+def test_an_early_release_starts_the_next_and_happens_once() -> None:
+    """``release`` inside the block (the job ended) hands the GPU on at once; the block's
+    end then frees nothing a second time, though the slot went to the next job."""
+    pool = Pool(1, cpus=[0], mem=1, gpus="0")
+    events: list[tuple[str, float]] = []
+
+    async def job(name: str, after: float) -> None:
+        async with pool.allocate(Request(gpu=1)) as grant:
+            events.append((f"{name} starts on {grant.gpus[0]}", trio.current_time()))
+            await trio.sleep(1)
+            pool.release(grant)
+            await trio.sleep(after)  # writing its records
+        events.append((f"{name} done", trio.current_time()))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(job, "a", 5)
+            await trio.sleep(0.5)
+            nursery.start_soon(job, "b", 0)
+        s = pool.statistics()
+        assert (s.running, s.free_slots, s.free_gpus) == (0, 1, ("0",))
+
+    run_virtual(main)
+    assert events == [
+        ("a starts on 0", 0),
+        ("b starts on 0", 1),
+        ("b done", 2),
+        ("a done", 6),
+    ]
+
+
 def test_packing_gpu1_over_four_gpus_is_ideal() -> None:
     """The benchmark's first case in virtual time: 40 x 0.2 s over 4 GPUs takes 2 s."""
     pool = Pool(4, cpus=[0], mem=1, gpus="0123")
@@ -525,34 +558,54 @@ def test_detect_gpus_invalid(spec: str, message: str) -> None:
 # ---------------------------------------------------------------------------- pinning
 
 
-@pytest.mark.skipif(
+TWO_CPUS = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and two CPUs to pin to one",
 )
-def test_pin_holds_the_job_and_what_it_starts(tmp_path: Path) -> None:
-    before = os.sched_getaffinity(0)
-    core = max(before)
+
+
+def _masks(tmp_path: Path, core: int | None) -> list[str]:
+    """Spawn a job through ``spawn_pinned`` on ``core`` (or nothing) that writes its own
+    CPU mask and its child's; the two masks."""
     out = tmp_path / "allowed"
-    # The job waits for its pin (a file), then reads its own mask and its child's.
     script = (
-        f"while [ ! -e {tmp_path}/go ]; do sleep 0.01; done; "
         f"grep Cpus_allowed_list /proc/self/status > {out}; "
         f"sh -c 'grep Cpus_allowed_list /proc/self/status' >> {out}"
     )
-    pid = os.posix_spawn("/bin/sh", ["sh", "-c", script], dict(os.environ))
-    assert pin(pid, (core,))
-    (tmp_path / "go").touch()
-    assert os.sched_getaffinity(0) == before  # ours is untouched
+    before = os.sched_getaffinity(0)
+    pid = spawn_pinned(
+        lambda: os.posix_spawn("/bin/sh", ["sh", "-c", script], dict(os.environ)),
+        () if core is None else (core,),
+    )
+    assert os.sched_getaffinity(0) == before  # ours is as it was
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert out.read_text().split() == ["Cpus_allowed_list:", str(core)] * 2
+    return out.read_text().split()[1::2]
 
 
-def test_pin_nothing_to_pin_or_nobody_to_pin() -> None:
-    assert not pin(os.getpid(), ())
-    pid = os.posix_spawn("/bin/true", ["true"], {})
-    os.waitpid(pid, 0)  # reaped: the pid names nobody now
-    assert not pin(pid, tuple(os.sched_getaffinity(0)))
+@TWO_CPUS
+@pytest.mark.parametrize("here", [True, False], ids=["on-its-core", "elsewhere"])
+def test_spawn_pinned_holds_the_job_and_what_it_starts(tmp_path: Path, here: bool) -> None:
+    """Both ways: from a thread already on the job's core (it narrows its own mask) and
+    from one elsewhere (the job is pinned after the spawn)."""
+    before = os.sched_getaffinity(0)
+    core, other = max(before), min(before)
+    os.sched_setaffinity(0, {core if here else other})  # where the spawn comes from
+    try:
+        assert (_current_cpu() == core) is here
+        os.sched_setaffinity(0, before)  # free again, but still on that core for now
+        masks = _masks(tmp_path, core)
+    finally:
+        os.sched_setaffinity(0, before)
+    assert masks == [str(core), str(core)]
+
+
+def test_spawn_pinned_without_cores_leaves_the_mask(tmp_path: Path) -> None:
+    ours = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    masks = _masks(tmp_path, None)
+    if ours is not None:
+        assert len(set(masks)) == 1
+        assert masks[0] == _ranges(sorted(ours))
 
 
 # ---------------------------------------------------------------------------- memory
