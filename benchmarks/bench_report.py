@@ -6,7 +6,9 @@ the file to a CSV of per-(LR, ALPHA) mean, std, count, min and max of each metri
 the latest attempt of each point. The pandas side is what issue 14 names:
 ``read_json(lines=True)``, ``json_normalize``, ``drop_duplicates``, ``groupby().agg``.
 
-Each side runs in a fresh interpreter, so its peak RSS (``ru_maxrss``) is its own;
+Each side runs in a fresh interpreter and reports its peak RSS as ``VmHWM``, its own address
+space's (``ru_maxrss`` would be this process's when it was larger: Linux carries it over
+a spawn and exec);
 the two alternate, and the medians of the times are compared. Skipped, with a note, when
 pandas is not installed.
 """
@@ -38,7 +40,7 @@ EXPRS = [
 
 # Each prints "seconds peak-rss-KiB" for its own work, in a fresh interpreter.
 _OURS = """
-import argparse, resource, sys, time
+import argparse, sys, time
 t0 = time.perf_counter()
 from rangeexpr._cli._options import add_report_arguments
 from rangeexpr._cli._report import command as report_command
@@ -46,11 +48,11 @@ parser = argparse.ArgumentParser()
 add_report_arguments(parser)
 args = parser.parse_args([sys.argv[1], "--by", "LR,ALPHA", "--over", "SEED", "-o", sys.argv[2]])
 report_command(args)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - t0, int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]))
 """
 
 _PANDAS = """
-import resource, sys, time
+import sys, time
 t0 = time.perf_counter()
 import pandas as pd
 df = pd.read_json(sys.argv[1], lines=True).iloc[1:].reset_index(drop=True)  # 0: the header
@@ -67,7 +69,7 @@ stats = ["mean", "std", "count", "min", "max"]
 agg = flat.groupby(["LR", "ALPHA"])[["acc", "loss"]].agg(stats)
 agg.columns = [f"{m}_{s}" for m, s in agg.columns]
 agg.reset_index().to_csv(sys.argv[2], index=False)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - t0, int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]))
 """
 
 

@@ -114,9 +114,10 @@ def bench_cold_start(cwd: str) -> None:
     )
 
 
-# Runs in a fresh interpreter: ``python bench_runner.py noop|bare N`` prints "seconds maxrss".
+# Runs in a fresh interpreter: ``python -c _NOOP noop|bare N`` prints "seconds peak-KiB", the
+# peak RSS as VmHWM: ru_maxrss carries this process's over the spawn and exec.
 _NOOP = """
-import resource, sys, time
+import sys, time
 import trio
 from runner import Job, Outcome, run_jobs
 
@@ -161,7 +162,7 @@ async def bare(n):
 which, n = sys.argv[1], int(sys.argv[2])
 t0 = time.perf_counter()
 trio.run(ours if which == "noop" else bare, n)
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(time.perf_counter() - t0, int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]))
 """
 
 
