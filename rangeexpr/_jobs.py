@@ -158,7 +158,7 @@ def make_jobs(
             directory = workdir.render(values)
             if not late_directory:
                 _make_directory(directory, RangeExprError)
-            argv, line = _in_directory(directory, argv, line)
+            argv, line = in_directory(directory, argv, line)
         job = Job(
             index,
             argv,
@@ -223,7 +223,7 @@ class _Late:
             directory = self.workdir.render(values)
             if self.make:  # the run stops, the job runs again on --resume
                 _make_directory(directory, StorageError)
-            argv, line = _in_directory(directory, argv, line)
+            argv, line = in_directory(directory, argv, line)
         return replace(job, argv=argv, command=line, env=env, finish=None)
 
 
@@ -234,7 +234,7 @@ def _make_directory(directory: str, error: Callable[[str], Exception]) -> None:
         raise error(f"cannot make --workdir {directory}: {exc.strerror or exc}") from None
 
 
-def _in_directory(directory: str, argv: tuple[str, ...], line: str) -> tuple[tuple[str, ...], str]:
+def in_directory(directory: str, argv: tuple[str, ...], line: str) -> tuple[tuple[str, ...], str]:
     """``argv`` and its command line, run in ``directory``."""
     return (
         ("/bin/sh", "-c", 'cd -- "$0" && exec "$@"', directory, *argv),

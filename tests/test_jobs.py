@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,24 @@ def test_a_range_used_only_by_the_workdir_is_used(tmp_path: Path) -> None:
     assert (tmp_path / "d1").is_dir()
     unused = run(*args, "--workdir", "d", cwd=tmp_path)
     assert "range variable Y is used by no template" in unused.stderr
+
+
+def test_the_dry_run_line_goes_into_the_workdir_and_makes_nothing(tmp_path: Path) -> None:
+    dry = run(
+        "--dry-run", "-r", "X=case:a,b c", "-e", "D=runs/$X", "--workdir", "$D/$RANGEEXPR_SLOT",
+        "--exec", "echo $X", cwd=tmp_path,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        "D=runs/a cd -- 'runs/a/$RANGEEXPR_SLOT' && echo a",
+        "D='runs/b c' cd -- 'runs/b c/$RANGEEXPR_SLOT' && echo 'b c'",
+    ]
+    assert not (tmp_path / "runs").exists()
+    # the line without its placeholder runs the job where the real run would
+    line = dry.stdout.splitlines()[1].replace("$RANGEEXPR_SLOT", "0").replace("echo", "pwd >")
+    (tmp_path / "runs/b c/0").mkdir(parents=True)
+    subprocess.run(["sh", "-c", line], cwd=tmp_path, check=True)
+    assert (tmp_path / "runs/b c/0/b c").read_text() == f"{tmp_path}/runs/b c/0\n"
 
 
 def test_a_workdir_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:

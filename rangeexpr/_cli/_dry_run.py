@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 
 from .._errors import RangeExprError
-from .._jobs import LATE_NAMES, RUNTIME_NAMES, Placeholder
+from .._jobs import LATE_NAMES, RUNTIME_NAMES, Placeholder, in_directory
 from .._points import BaseSweep, Point
 from .._spec import RunSpec
 from .._template import Command, Derived, Template, WithRuntime
@@ -24,14 +24,18 @@ def dry_run(
     env: Mapping[str, Template],
     skip: Done | None,
 ) -> int:
-    """``NAME=value`` assignments first, then the command line; lazily, point by point.
+    """``NAME=value`` assignments first, then the command line (with ``--workdir``, the
+    ``cd`` into it first); lazily, point by point.
 
     The points in ``skip`` (succeeded, says the job log) are left out, and counted on
     stderr: how many are done and how many would run.
     """
     templates = tuple(env.items())
-    derived = Derived.needed(env, command)
+    workdir = None if spec.workdir is None else Template(spec.workdir)
+    derived = Derived.needed(env, command, workdir)
     used = command.names.union(*(t.names for t in env.values()))
+    if workdir is not None:
+        used |= workdir.names
     runtime = used & set(RUNTIME_NAMES)
     # known only when a job starts: shown as placeholders, as the job log shows them
     late = {name: Placeholder(name) for name in runtime & LATE_NAMES}
@@ -53,7 +57,10 @@ def dry_run(
             else:
                 texts, values = derived.render(values)
             assignments = "".join(f"{name}={shlex.quote(text)} " for name, text in texts.items())
-            write(f"{assignments}{command.line(values)}\n")
+            line = command.line(values)
+            if workdir is not None:  # as the job runs it: the directory is not made
+                line = in_directory(workdir.render(values), (), line)[1]
+            write(f"{assignments}{line}\n")
     if seen == 0:
         raise RangeExprError(f"nothing to run: {spec.selection()} keeps no point")
     if skip is not None:
