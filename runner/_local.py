@@ -28,7 +28,6 @@ with the scheduler hint of ``_sched.py``, which entering the backend applies to 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import functools
@@ -48,6 +47,7 @@ from ._resources import (
     Pool,
     ResourceError,
     format_size,
+    pin_tree,
     process_group,
     spawn_pinned,
 )
@@ -55,6 +55,7 @@ from ._sched import favour_dispatch
 
 __all__ = ["LocalBackend"]
 
+_PIN_LATE = 0.001  # seconds after the spawn (see _pin_late)
 _HAVE_PIDFD = hasattr(os, "pidfd_open")  # Linux; elsewhere the exit is polled
 _HAVE_LEASES = hasattr(fcntl, "F_SETLEASE")  # Linux; elsewhere a reused file is replaced
 # O_NONBLOCK: opening a FIFO must fail (no reader) or succeed at once, never wait for a
@@ -168,16 +169,10 @@ class LocalBackend:
                                 "RANGEEXPR_GPUS": ",".join(grant.gpus),
                             }
                         )
-                    outcome = await self._run(attempt, job, grant)
+                    outcome = await self._run(attempt, job, grant, queued, finished)
                     if outcome.status != "succeeded":  # before its grant goes to another,
                         attempt.ending()  # if _run did not give it back (it never ran)
-                    record = {"request": job.request.as_dict(), **grant.as_dict()}
-                    return dataclasses.replace(
-                        outcome,
-                        queued=queued,
-                        extra={**(outcome.extra or {}), "resources": record},
-                        job=finished,  # the record shows the command as it ran
-                    )
+                    return outcome
         finally:
             waiting.discard(scope)
         raise NotStarted  # the wait was cancelled: the run gave it up, or kill()
@@ -208,9 +203,21 @@ class LocalBackend:
         for scope in self._waiting.pop(abort, ()):
             scope.cancel()
 
-    async def _run(self, attempt: Attempt, job: Job, grant: Grant | None) -> Outcome:
-        """Spawn ``job`` (on ``grant``'s cores, with its environment) and wait for it."""
+    async def _run(
+        self,
+        attempt: Attempt,
+        job: Job,
+        grant: Grant | None = None,
+        queued: float = 0.0,
+        finished: Job | None = None,
+    ) -> Outcome:
+        """Spawn ``job`` (on ``grant``'s cores, with its environment) and wait for it; its
+        outcome, with what a pool's job waited (``queued``) and, when it was rendered at
+        its start, the job as it ran (``finished``), for its record."""
         running = self._running_of(attempt.abort)
+        extra: dict[str, object] | None = None
+        if grant is not None:
+            extra = {"resources": {"request": job.request.as_dict(), **grant.as_dict()}}
         out = _open_output(attempt.stdout)
         try:
             err = _open_output(attempt.stderr)
@@ -220,19 +227,24 @@ class LocalBackend:
         limit: MemoryLimit | None = None
         try:
             try:
-                child = _Child(self._spawn(job, out, err, grant))
+                pid, pin_late = self._spawn(job, out, err, grant)
+                child = _Child(pid)
                 if self.memory is not None and grant is not None and grant.mem:
                     with contextlib.suppress(OSError):  # not enforced: still accounted
                         limit = self.memory.limit(child.pid, grant.mem)
             except OSError as exc:
                 # Like a shell: 127 when the program is not there, 126 when it cannot run.
                 exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
-                message = f"cannot run {job.argv[0]!r}: {exc.strerror or exc}"
+                why = f"cannot run {job.argv[0]!r}: {exc.strerror or exc}"
                 with contextlib.suppress(OSError):  # the outcome carries the message anyway
-                    os.write(err, f"rangeexpr: {message}\n".encode())
-                return Outcome("failed", exit_code, message=message)
+                    os.write(err, f"rangeexpr: {why}\n".encode())
+                return Outcome(
+                    "failed", exit_code, message=why, extra=extra, queued=queued, job=finished
+                )
             running.add(child)
             try:
+                if pin_late and grant is not None:
+                    await _pin_late(child, grant.cpus)
                 status, code, sig = await self._wait(child, attempt.timeout)
                 if not (self.keep_leftovers or child.aborted or child.timed_out):
                     await child.end_leftovers(self.grace)
@@ -241,7 +253,6 @@ class LocalBackend:
                 # What the job left in its files, from the descriptors we still hold: the
                 # runner need not look them up (a path lookup per file, per job).
                 output = os.fstat(out).st_size, os.fstat(err).st_size
-                outcome = Outcome(status, code, sig, output=output)
             finally:
                 running.discard(child)
                 await child.close()
@@ -251,14 +262,20 @@ class LocalBackend:
         finally:
             os.close(out)
             os.close(err)
-        if limit is None:
-            return outcome
-        return dataclasses.replace(
-            outcome,
-            extra={**(outcome.extra or {}), "memory": {"limit": limit.max, "peak": peak}},
-            message=f"killed for going over its memory limit of {format_size(limit.max)}"
-            if over and outcome.status == "failed"
-            else outcome.message,
+        message = None
+        if limit is not None:
+            extra = {**(extra or {}), "memory": {"limit": limit.max, "peak": peak}}
+            if over and status == "failed":
+                message = f"killed for going over its memory limit of {format_size(limit.max)}"
+        return Outcome(
+            status,
+            code,
+            sig,
+            message=message,
+            extra=extra,
+            queued=queued,
+            job=finished,  # the record shows the command as it ran
+            output=output,
         )
 
     async def _wait(
@@ -299,8 +316,9 @@ class LocalBackend:
             for scope in waiting:
                 scope.cancel()
 
-    def _spawn(self, job: Job, out: int, err: int, grant: Grant | None) -> int:
-        """Start the job with stdin from /dev/null and its output on ``out`` and ``err``.
+    def _spawn(self, job: Job, out: int, err: int, grant: Grant | None) -> tuple[int, bool]:
+        """Start the job with stdin from /dev/null and its output on ``out`` and ``err``;
+        its pid, and whether what it starts at once must be pinned later (``_pin_late``).
 
         With a ``grant``: its variables added to the environment, and pinned to its cores
         (``spawn_pinned``).
@@ -421,6 +439,15 @@ class _Child:
             trio.lowlevel.notify_closing(self._fd)
             os.close(self._fd)
             self._fd = None
+
+
+async def _pin_late(child: _Child, cpus: tuple[int, ...]) -> None:
+    """Pin what the job started before it was pinned itself (``spawn_pinned``), once its
+    exec is over: 1 ms in, if it still runs. Reading /proc sooner would wait for the exec."""
+    with trio.move_on_after(_PIN_LATE):
+        await child.wait()
+    if child.code is None:
+        pin_tree(child.pid, cpus)
 
 
 async def _group_ends(pgid: int, within: float) -> bool:

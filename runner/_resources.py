@@ -56,6 +56,7 @@ __all__ = [
     "format_size",
     "memory_limiter",
     "parse_resource",
+    "pin_tree",
     "resource_name",
     "spawn_pinned",
 ]
@@ -561,33 +562,61 @@ def _nvidia_smi(env: Mapping[str, str]) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------- CPUs
 
 
-def spawn_pinned(spawn: Callable[[], int], cpus: Sequence[int]) -> int:
+def spawn_pinned(spawn: Callable[[], int], cpus: Sequence[int]) -> tuple[int, bool]:
     """Call ``spawn`` (it starts a process and returns its pid) so that the process runs
-    on ``cpus`` only; its pid.
+    on ``cpus`` only; its pid, and whether what it started before it was pinned must
+    still be (``pin_tree``, once its exec is over).
 
     A child inherits the spawning thread's mask, so when this thread is on one of ``cpus``
     it narrows its own mask around the spawn: no move, ~3 us, and the job is pinned from
-    its first instruction. Otherwise narrowing would move this thread and wait until that
-    core runs it (40-150 us per job here, a VM waking a halted vCPU), so the job is pinned
-    right after the spawn instead, while it is still in its loader (a move only if exec
-    did not already put it there). Either way its threads and children inherit the mask.
-    ``()`` spawns as is; where the OS cannot pin (not Linux) or refuses (a core went
-    offline, the job already ended) the job runs unpinned.
+    its first instruction, all it starts with it. Otherwise narrowing would move this
+    thread and wait until that core runs it (40-150 us per job here, a VM waking a halted
+    vCPU), so the process is pinned right after the spawn (~10 us) instead. But it has
+    run since its exec, and this thread may get its CPU back only after a shell in it has
+    started its command (a few ms when the cores are busy): hence the ``True``. ``()``
+    spawns as is; where the OS cannot pin (not Linux) or refuses (a core went offline)
+    the job runs unpinned.
     """
     if not cpus or not hasattr(os, "sched_setaffinity"):
-        return spawn()
+        return spawn(), False
     if _current_cpu() in cpus:
         before = os.sched_getaffinity(0)
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, cpus)
         try:
-            return spawn()
+            return spawn(), False
         finally:
             os.sched_setaffinity(0, before)
     pid = spawn()
-    with contextlib.suppress(OSError):
+    try:
         os.sched_setaffinity(pid, cpus)
-    return pid
+    except OSError:
+        return pid, False
+    return pid, True
+
+
+def pin_tree(pid: int, cpus: Sequence[int]) -> None:
+    """Pin process ``pid``, its threads and its children, and theirs, to ``cpus``.
+
+    Reads /proc, which waits while the process is in exec (its exec lock): call it once
+    that is over, then ~15 us. Best effort: a process that ends meanwhile is passed over.
+    """
+    try:
+        os.sched_setaffinity(pid, cpus)
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in threads:
+        if tid != str(pid):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), cpus)
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as file:
+                children = file.read().split()
+        except OSError:
+            continue
+        for child in children:
+            pin_tree(int(child), cpus)
 
 
 @functools.cache

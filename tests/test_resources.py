@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from runner._resources import (
     detect_gpus,
     memory_limiter,
     parse_resource,
+    pin_tree,
     spawn_pinned,
 )
 
@@ -564,20 +566,32 @@ TWO_CPUS = pytest.mark.skipif(
 )
 
 
-def _masks(tmp_path: Path, core: int | None) -> list[str]:
-    """Spawn a job through ``spawn_pinned`` on ``core`` (or nothing) that writes its own
-    CPU mask and its child's; the two masks."""
-    out = tmp_path / "allowed"
+def _job(tmp_path: Path, cores: tuple[int, ...], started: bool = False) -> list[str]:
+    """A job through ``spawn_pinned`` on ``cores``, as the local backend runs one; the CPU
+    masks its shell and a command the shell started see, once pinned. ``started``: the
+    spawn returns only once the shell has started that command (as when this thread gets
+    its CPU back late), and the command waits until the job is pinned."""
+    go, ready, out = tmp_path / "go", tmp_path / "ready", tmp_path / "allowed"
+    mask = "grep Cpus_allowed_list /proc/self/status"
     script = (
-        f"grep Cpus_allowed_list /proc/self/status > {out}; "
-        f"sh -c 'grep Cpus_allowed_list /proc/self/status' >> {out}"
+        f"sh -c 'while [ ! -e {go} ]; do sleep 0.01; done; {mask}' > {out} & touch {ready}; "
+        f"wait; {mask} >> {out}"
     )
+
+    def spawn() -> int:
+        pid = os.posix_spawn("/bin/sh", ["sh", "-c", script], dict(os.environ))
+        while started and not ready.exists():
+            time.sleep(0.01)
+        return pid
+
     before = os.sched_getaffinity(0)
-    pid = spawn_pinned(
-        lambda: os.posix_spawn("/bin/sh", ["sh", "-c", script], dict(os.environ)),
-        () if core is None else (core,),
-    )
+    pid, late = spawn_pinned(spawn, cores)
     assert os.sched_getaffinity(0) == before  # ours is as it was
+    if late:
+        while not ready.exists():  # its exec is over
+            time.sleep(0.01)
+        pin_tree(pid, cores)
+    go.touch()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     return out.read_text().split()[1::2]
@@ -586,26 +600,44 @@ def _masks(tmp_path: Path, core: int | None) -> list[str]:
 @TWO_CPUS
 @pytest.mark.parametrize("here", [True, False], ids=["on-its-core", "elsewhere"])
 def test_spawn_pinned_holds_the_job_and_what_it_starts(tmp_path: Path, here: bool) -> None:
-    """Both ways: from a thread already on the job's core (it narrows its own mask) and
-    from one elsewhere (the job is pinned after the spawn)."""
+    """From a thread on the job's core (it narrows its own mask: nothing is left to pin)
+    and from one elsewhere (pinned after the spawn, what it started with ``pin_tree``)."""
     before = os.sched_getaffinity(0)
     core, other = max(before), min(before)
     os.sched_setaffinity(0, {core if here else other})  # where the spawn comes from
     try:
         assert (_current_cpu() == core) is here
-        os.sched_setaffinity(0, before)  # free again, but still on that core for now
-        masks = _masks(tmp_path, core)
+        masks = _job(tmp_path, (core,), started=not here)
     finally:
         os.sched_setaffinity(0, before)
     assert masks == [str(core), str(core)]
 
 
+@TWO_CPUS
+def test_pin_tree_pins_what_the_job_started_before_its_pin(tmp_path: Path) -> None:
+    """Without ``pin_tree``, a command the job started before it was pinned keeps the mask
+    the job had: the test above would fail without it."""
+    before = os.sched_getaffinity(0)
+    core = max(before)
+    go, ready, out = tmp_path / "go", tmp_path / "ready", tmp_path / "allowed"
+    script = (
+        f"sh -c 'while [ ! -e {go} ]; do sleep 0.01; done; "
+        f"grep Cpus_allowed_list /proc/self/status' > {out} & touch {ready}; wait"
+    )
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", script], {**os.environ})
+    while not ready.exists():
+        time.sleep(0.01)
+    os.sched_setaffinity(pid, (core,))  # the job alone, late
+    go.touch()
+    os.waitpid(pid, 0)
+    assert out.read_text().split() == ["Cpus_allowed_list:", _ranges(sorted(before))]
+
+
 def test_spawn_pinned_without_cores_leaves_the_mask(tmp_path: Path) -> None:
     ours = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    masks = _masks(tmp_path, None)
+    masks = _job(tmp_path, ())
     if ours is not None:
-        assert len(set(masks)) == 1
-        assert masks[0] == _ranges(sorted(ours))
+        assert masks == [_ranges(sorted(ours))] * 2
 
 
 # ---------------------------------------------------------------------------- memory
