@@ -179,7 +179,7 @@ class LocalBackend:
 
     @staticmethod
     async def _hand_on(attempt: Attempt, grant: Grant, pool: Pool, status: Status) -> None:
-        """The job's processes are gone: give its resources back and let the job that gets
+        """The job's processes are gone: give its resources back and let a job that gets
         them start before this one's records are written (a core or GPU idles meanwhile).
 
         A failure first says so (``ending``), so the next job waits until the runner has
@@ -189,9 +189,9 @@ class LocalBackend:
         """
         if status != "succeeded":
             attempt.ending()
-        pool.release(grant)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if pool.release(grant):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _give_up_waits(self, give_up: trio.Event, abort: trio.Event) -> None:
         """When ``abort``'s run gives up the jobs not started, end their waits.

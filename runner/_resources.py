@@ -367,12 +367,15 @@ class Pool:
         finally:
             self.release(grant)
 
-    def release(self, grant: Grant) -> None:
-        """Give ``grant`` back, and start what may start now. The block that allocated it
-        does so as it ends; a caller whose job is over may do it sooner (once is enough:
-        later calls, the block's own included, do nothing)."""
-        if self._release(grant):
-            self._dispatch()
+    def release(self, grant: Grant) -> bool:
+        """Give ``grant`` back, and start what may start now; whether a waiting request
+        did. The block that allocated it does so as it ends; a caller whose job is over may
+        do it sooner (once is enough: later calls, the block's own included, do nothing)."""
+        if not self._release(grant):
+            return False
+        waiting = len(self._queue)
+        self._dispatch()
+        return len(self._queue) < waiting
 
     def _dispatch(self) -> None:
         """Start the waiting requests that may start now, in queue order (module docs)."""

@@ -411,7 +411,9 @@ def test_an_early_release_starts_the_next_and_happens_once() -> None:
         async with pool.allocate(Request(gpu=1)) as grant:
             events.append((f"{name} starts on {grant.gpus[0]}", trio.current_time()))
             await trio.sleep(1)
-            pool.release(grant)
+            started = pool.release(grant)  # whether a waiting job got the GPU
+            events.append((f"{name} hands on: {started}", trio.current_time()))
+            assert not pool.release(grant)  # once only
             await trio.sleep(after)  # writing its records
         events.append((f"{name} done", trio.current_time()))
 
@@ -426,7 +428,9 @@ def test_an_early_release_starts_the_next_and_happens_once() -> None:
     run_virtual(main)
     assert events == [
         ("a starts on 0", 0),
+        ("a hands on: True", 1),
         ("b starts on 0", 1),
+        ("b hands on: False", 2),
         ("b done", 2),
         ("a done", 6),
     ]
