@@ -381,8 +381,9 @@ class Pool:
         """Start the waiting requests that may start now, in queue order (module docs)."""
         queue = self._queue
         i = 0
-        unfit = None  # a request that did not fit: nothing frees up during a pass, so the
-        # requests equal to it (most jobs ask alike) need no second look
+        # Nothing frees up during a pass: a request that did not fit still does not, and
+        # neither do those that are the same object (most jobs share theirs).
+        unfit = None
         while i < len(queue) and self._free_slots:
             waiter = queue[i]
             if waiter.request is not unfit and self._fits(waiter.request):
@@ -420,7 +421,7 @@ class Pool:
         del self._free_gpus[: request.gpu]
         for name, amount in request.custom.items():
             self._free_custom[name] -= _milli(amount)
-        grant = self._held[slot] = Grant(slot, cpus, gpus, request.mem, request)
+        self._held[slot] = grant = Grant(slot, cpus, gpus, request.mem, request)
         return grant
 
     def _release(self, grant: Grant) -> bool:
